@@ -1,0 +1,126 @@
+#pragma once
+/// CPU backend of head_signals_from_maps: one pass over the response rows of each (sequence, head).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../core/dtypes.hpp"
+#include "../core/segments.hpp"
+#include "../signals/params.hpp"
+#include "parallel.hpp"
+
+namespace rhythm::cpu {
+
+/// Per-head results of one (sequence, head), computed before anything is written to the caller.
+struct head_signal_rows {
+  std::vector<float> span;  // [B*H]
+  std::vector<float> waad;  // [B*H*N]
+  std::vector<float> fai;   // [B*H*N]
+  std::int64_t bad_item = -1, bad_row = -1;  // first (b*H+h, t) whose inputs were not finite
+};
+
+namespace detail {
+
+/// Sums of one map row over keys j in [0, n) (j = s - begin): the far part (distance >= W)
+/// contributes its mass, the near part its mass and distance-weighted mass. `a` is indexed
+/// a[j * stride]; `Unit` makes the stride the constant 1 so the loops vectorise.
+template <bool Unit, class T>
+inline void map_row_sums(const T* a, std::int64_t stride, std::int64_t n, std::int64_t far_end, double& far_mass,
+                         double& far_pos, double& near_mass, double& near_pos) {
+  const std::int64_t st = Unit ? 1 : stride;
+  double m0 = 0, m1 = 0, m2 = 0, m3 = 0, p0 = 0, p1 = 0, p2 = 0, p3 = 0;
+  std::int64_t j = 0;
+  for (; j + 4 <= far_end; j += 4) {
+    const double a0 = to_float(a[j * st]), a1 = to_float(a[(j + 1) * st]);
+    const double a2 = to_float(a[(j + 2) * st]), a3 = to_float(a[(j + 3) * st]);
+    m0 += a0, m1 += a1, m2 += a2, m3 += a3;
+    p0 += a0 * double(j), p1 += a1 * double(j + 1), p2 += a2 * double(j + 2), p3 += a3 * double(j + 3);
+  }
+  for (; j < far_end; ++j) {
+    const double x = to_float(a[j * st]);
+    m0 += x, p0 += x * double(j);
+  }
+  far_mass = (m0 + m1) + (m2 + m3);
+  far_pos = (p0 + p1) + (p2 + p3);
+  double nm = 0, np = 0;
+  for (j = far_end; j < n; ++j) {
+    const double x = to_float(a[j * st]);
+    nm += x, np += x * double(j);
+  }
+  near_mass = nm;
+  near_pos = np;
+}
+
+template <bool Unit, class T>
+inline void add_columns(const T* a, std::int64_t stride, std::int64_t lo, std::int64_t hi, double* colsum) {
+  const std::int64_t st = Unit ? 1 : stride;
+  for (std::int64_t j = lo; j < hi; ++j) colsum[j] += to_float(a[j * st]);
+}
+
+}  // namespace detail
+
+/// Span, WAAD and FAI of every (sequence, head) of `maps` [B,H,N,N]. Reads only the rows t in R
+/// and within them the keys [begin, t]; O(sum over rows of t - begin + 1) reads, O(N) scratch per worker.
+template <class Maps, class Segments>
+head_signal_rows maps_head_signals(int threads, const Maps& maps, const Segments& segments, const signal_params& p) {
+  using T = typename Maps::value_type;
+  const std::int64_t B = maps.extent(0), H = maps.extent(1), N = maps.extent(2);
+  const std::int64_t sb = maps.stride(0), sh = maps.stride(1), st = maps.stride(2), ss = maps.stride(3);
+  head_signal_rows out;
+  out.span.assign(B * H, 0.0f);
+  out.waad.assign(B * H * N, 0.0f);
+  out.fai.assign(B * H * N, 0.0f);
+  const int workers = worker_count(threads, B * H);
+  std::vector<std::vector<double>> colsums(workers, std::vector<double>(N));
+  std::vector<std::int64_t> bad_rows(B * H, -1);
+
+  parallel_for(threads, B * H, [&](std::int64_t item, int worker) {
+    const std::int64_t b = item / H, h = item % H;
+    const segment seg = rhythm::detail::segment_at(segments, b);
+    const T* head = maps.data_handle() + b * sb + h * sh;
+    double* colsum = colsums[worker].data();
+    std::fill(colsum, colsum + N, 0.0);
+    float* waad = out.waad.data() + item * N;
+    double span_sum = 0;
+    for (std::int64_t t = seg.response_begin; t < seg.end; ++t) {
+      const T* row = head + t * st + seg.begin * ss;  // row[j * ss] is A[t, begin + j]
+      const std::int64_t n = t - seg.begin + 1;      // keys [begin, t]
+      const std::int64_t far_end = std::max<std::int64_t>(0, n - p.window);  // keys with t - s >= W
+      double fm, fp, nm, np;
+      if (ss == 1) detail::map_row_sums<true>(row, 1, n, far_end, fm, fp, nm, np);
+      else detail::map_row_sums<false>(row, ss, n, far_end, fm, fp, nm, np);
+      if (p.check_finite && !std::isfinite(fm + fp + nm + np)) {
+        bad_rows[item] = t;
+        return;
+      }
+      const double last = double(n - 1);  // t - s = last - j
+      span_sum += last * (fm + nm) - (fp + np);
+      waad[t] = static_cast<float>(last * nm - np + double(p.window) * fm);
+      // FAI band: keys with H_lo <= t - s <= H_hi, i.e. j in [last - H_hi, last - H_lo]
+      const std::int64_t hi = last - p.horizon_lo + 1;
+      const std::int64_t lo = p.horizon_hi >= n ? 0 : last - p.horizon_hi;
+      if (hi > lo) {
+        double* cs = colsum + seg.begin;
+        if (ss == 1) detail::add_columns<true>(row, 1, lo, hi, cs);
+        else detail::add_columns<false>(row, ss, lo, hi, cs);
+      }
+    }
+    if (seg.end > seg.response_begin) out.span[item] = static_cast<float>(span_sum / double(seg.response_length()));
+    float* fai = out.fai.data() + item * N;
+    for (std::int64_t s = seg.begin; s < seg.end; ++s) {
+      const std::int64_t receivers =
+          rhythm::detail::fai_receiver_count(s, seg.response_begin, seg.end, p.horizon_lo, p.horizon_hi);
+      if (receivers > 0) fai[s] = static_cast<float>(colsum[s] / double(receivers));
+    }
+  });
+  for (std::int64_t i = 0; i < B * H; ++i)
+    if (bad_rows[i] >= 0) {
+      out.bad_item = i;
+      out.bad_row = bad_rows[i];
+      break;
+    }
+  return out;
+}
+
+}  // namespace rhythm::cpu

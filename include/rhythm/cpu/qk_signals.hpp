@@ -1,0 +1,233 @@
+#pragma once
+/// CPU backend of head_signals_from_qk: two streaming passes per (sequence, query head).
+///
+/// Pass 1 walks key tiles left to right with an online softmax and keeps, per response row, the
+/// base-2 log-sum-exp and the expected key position (the row's span). Pass 2 recomputes only the
+/// key tiles within max(W - 1, H_hi) of the diagonal, turning logits into probabilities with the
+/// saved log-sum-exp, for WAAD (distances < W) and the FAI column sums (H_lo..H_hi). Scratch per
+/// worker is O(N + tile); nothing of size N x N exists.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "../core/dtypes.hpp"
+#include "../core/segments.hpp"
+#include "../signals/params.hpp"
+#include "maps_signals.hpp"
+#include "parallel.hpp"
+
+namespace rhythm::cpu {
+namespace detail {
+
+/// 2^x in float, written with plain arithmetic so that loops over it vectorise. Exactly 0 for
+/// x < -126 (and -inf); relative error below 2e-7 on [-126, 127].
+inline float exp2_approx(float x) {
+  const bool underflow = x < -126.0f;
+  x = std::min(std::max(x, -126.0f), 127.0f);
+  const int n = static_cast<int>(x + 126.5f) - 126;  // round(x); the sum is positive so the cast floors
+  const float f = x - static_cast<float>(n);          // in [-0.5, 0.5]
+  // Taylor series of e^(f ln 2) to degree 7: truncation error < 1e-8 on |f| <= 0.5.
+  float r = 1.5252733804059841e-05f;
+  r = r * f + 1.5403530393381610e-04f;
+  r = r * f + 1.3333558146428443e-03f;
+  r = r * f + 9.6181291076284772e-03f;
+  r = r * f + 5.5504108664821580e-02f;
+  r = r * f + 2.4022650695910071e-01f;
+  r = r * f + 6.9314718055994531e-01f;
+  r = r * f + 1.0f;
+  const float scale = std::bit_cast<float>(static_cast<std::uint32_t>(n + 127) << 23);
+  return underflow ? 0.0f : r * scale;
+}
+
+inline constexpr std::int64_t query_tile = 32;
+inline constexpr std::int64_t key_tile = 64;
+
+/// Per-worker scratch of the Q/K path.
+struct qk_scratch {
+  std::vector<float> q, kt, scores, lse2;
+  std::vector<double> colsum;
+  qk_scratch(std::int64_t n, std::int64_t d)
+      : q(query_tile * d), kt(d * key_tile), scores(query_tile * key_tile), lse2(n), colsum(n) {}
+};
+
+/// Loads `rows` rows of x[b, head, t0 + i, :] as float times `mul` into dst[i * d + c].
+template <class X>
+inline void load_rows(const X& x, std::int64_t b, std::int64_t head, std::int64_t t0, std::int64_t rows, float mul,
+                      float* dst) {
+  const std::int64_t d = x.extent(3);
+  const auto* base = x.data_handle() + b * x.stride(0) + head * x.stride(1);
+  for (std::int64_t i = 0; i < rows; ++i)
+    for (std::int64_t c = 0; c < d; ++c) dst[i * d + c] = to_float(base[(t0 + i) * x.stride(2) + c * x.stride(3)]) * mul;
+}
+
+/// Loads keys [k0, k0 + cols) transposed: dst[c * key_tile + j] = k[b, head, k0 + j, c]; columns
+/// j >= cols are zero.
+template <class X>
+inline void load_keys_transposed(const X& k, std::int64_t b, std::int64_t head, std::int64_t k0, std::int64_t cols,
+                                 float* dst) {
+  const std::int64_t d = k.extent(3);
+  const auto* base = k.data_handle() + b * k.stride(0) + head * k.stride(1);
+  for (std::int64_t j = 0; j < key_tile; ++j) {
+    if (j < cols) {
+      const auto* row = base + (k0 + j) * k.stride(2);
+      for (std::int64_t c = 0; c < d; ++c) dst[c * key_tile + j] = to_float(row[c * k.stride(3)]);
+    } else {
+      for (std::int64_t c = 0; c < d; ++c) dst[c * key_tile + j] = 0.0f;
+    }
+  }
+}
+
+/// scores[i][j] = sum_c q[i][c] * kt[c][j] for i < rows, j < key_tile.
+inline void tile_scores(const float* q, const float* kt, std::int64_t rows, std::int64_t d, float* scores) {
+  for (std::int64_t i = 0; i < rows; ++i) {
+    float acc[key_tile] = {};
+    const float* qi = q + i * d;
+    for (std::int64_t c = 0; c < d; ++c) {
+      const float qv = qi[c];
+      const float* kr = kt + c * key_tile;
+      for (std::int64_t j = 0; j < key_tile; ++j) acc[j] += qv * kr[j];
+    }
+    std::copy(acc, acc + key_tile, scores + i * key_tile);
+  }
+}
+
+template <class X>
+inline bool rows_finite(const X& x, std::int64_t b, std::int64_t head, std::int64_t t0, std::int64_t t1) {
+  const auto* base = x.data_handle() + b * x.stride(0) + head * x.stride(1);
+  bool ok = true;
+  for (std::int64_t t = t0; t < t1; ++t)
+    for (std::int64_t c = 0; c < x.extent(3); ++c) ok &= std::isfinite(to_float(base[t * x.stride(2) + c * x.stride(3)]));
+  return ok;
+}
+
+}  // namespace detail
+
+/// Span, WAAD and FAI of every (sequence, query head) from Q [B,Hq,N,d] and K [B,Hkv,N,d].
+/// Work: N^2/2 d multiply-adds per head for pass 1 plus N max(W, H_hi) d for pass 2.
+template <class Q, class K, class Segments>
+head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segments& segments,
+                                 const signal_params& p) {
+  using namespace detail;
+  const std::int64_t B = q.extent(0), H = q.extent(1), N = q.extent(2), d = q.extent(3);
+  const std::int64_t group = H / k.extent(1);
+  const float scale = (p.scale > 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(d))) * 1.4426950408889634f;
+  const std::int64_t band = std::max(p.window - 1, p.horizon_hi);  // farthest distance pass 2 needs
+  head_signal_rows out;
+  out.span.assign(B * H, 0.0f);
+  out.waad.assign(B * H * N, 0.0f);
+  out.fai.assign(B * H * N, 0.0f);
+  const int workers = worker_count(threads, B * H);
+  std::vector<qk_scratch> scratch(workers, qk_scratch(N, d));
+  std::vector<std::int64_t> bad_rows(B * H, -1);
+
+  parallel_for(threads, B * H, [&](std::int64_t item, int worker) {
+    const std::int64_t b = item / H, h = item % H, kvh = h / group;
+    const segment seg = rhythm::detail::segment_at(segments, b);
+    if (seg.end == seg.response_begin) return;
+    if (p.check_finite && !(rows_finite(q, b, h, seg.response_begin, seg.end) && rows_finite(k, b, kvh, seg.begin, seg.end))) {
+      bad_rows[item] = seg.response_begin;
+      return;
+    }
+    qk_scratch& w = scratch[worker];
+    float* waad = out.waad.data() + item * N;
+    double span_sum = 0;
+
+    // Pass 1: online softmax over all keys [begin, t] of each response row.
+    for (std::int64_t t0 = seg.response_begin; t0 < seg.end; t0 += query_tile) {
+      const std::int64_t rows = std::min(query_tile, seg.end - t0);
+      load_rows(q, b, h, t0, rows, scale, w.q.data());
+      float m[query_tile];
+      double l[query_tile], pos[query_tile];  // sum of p, sum of p * (s - begin), both relative to m
+      std::fill(m, m + rows, -std::numeric_limits<float>::infinity());
+      std::fill(l, l + rows, 0.0), std::fill(pos, pos + rows, 0.0);
+      for (std::int64_t k0 = seg.begin; k0 < t0 + rows; k0 += key_tile) {
+        const std::int64_t cols = std::min(key_tile, t0 + rows - k0);
+        load_keys_transposed(k, b, kvh, k0, cols, w.kt.data());
+        tile_scores(w.q.data(), w.kt.data(), rows, d, w.scores.data());
+        for (std::int64_t i = 0; i < rows; ++i) {
+          const std::int64_t valid = std::min(cols, t0 + i - k0 + 1);  // keys k0 + j <= t
+          if (valid <= 0) continue;
+          float* s = w.scores.data() + i * key_tile;
+          float mx[8];
+          std::fill(mx, mx + 8, -std::numeric_limits<float>::infinity());
+          for (std::int64_t j = 0; j < key_tile; j += 8)
+            for (int u = 0; u < 8; ++u) mx[u] = j + u < valid ? std::max(mx[u], s[j + u]) : mx[u];
+          const float m_new = std::max(m[i], *std::max_element(mx, mx + 8));
+          float tl = 0, tp = 0;
+          for (std::int64_t j = 0; j < key_tile; ++j) {
+            const float e = j < valid ? exp2_approx(s[j] - m_new) : 0.0f;
+            tl += e;
+            tp += e * static_cast<float>(j);
+          }
+          const double alpha = exp2_approx(m[i] - m_new);
+          l[i] = l[i] * alpha + tl;
+          pos[i] = pos[i] * alpha + tp + double(k0 - seg.begin) * tl;
+          m[i] = m_new;
+        }
+      }
+      for (std::int64_t i = 0; i < rows; ++i) {
+        w.lse2[t0 + i] = m[i] + static_cast<float>(std::log2(l[i]));
+        if (!std::isfinite(w.lse2[t0 + i])) bad_rows[item] = t0 + i;  // logits overflowed
+        span_sum += double(t0 + i - seg.begin) - pos[i] / l[i];
+      }
+    }
+    if (bad_rows[item] >= 0) return;
+    out.span[item] = static_cast<float>(span_sum / double(seg.response_length()));
+
+    // Pass 2: probabilities within `band` of the diagonal, for WAAD and the FAI column sums.
+    double* colsum = w.colsum.data();
+    std::fill(colsum, colsum + N, 0.0);
+    const float W = static_cast<float>(p.window);
+    const float lo = static_cast<float>(p.horizon_lo);
+    const float hi = p.horizon_hi >= N ? static_cast<float>(N) : static_cast<float>(p.horizon_hi);
+    for (std::int64_t t0 = seg.response_begin; t0 < seg.end; t0 += query_tile) {
+      const std::int64_t rows = std::min(query_tile, seg.end - t0);
+      load_rows(q, b, h, t0, rows, scale, w.q.data());
+      double near_mass[query_tile] = {}, near_dist[query_tile] = {};
+      const std::int64_t first = band >= t0 - seg.begin ? seg.begin : t0 - band;
+      for (std::int64_t k0 = first; k0 < t0 + rows; k0 += key_tile) {
+        const std::int64_t cols = std::min(key_tile, t0 + rows - k0);
+        load_keys_transposed(k, b, kvh, k0, cols, w.kt.data());
+        tile_scores(w.q.data(), w.kt.data(), rows, d, w.scores.data());
+        for (std::int64_t i = 0; i < rows; ++i) {
+          const std::int64_t t = t0 + i;
+          const float* s = w.scores.data() + i * key_tile;
+          const float lse = w.lse2[t];
+          const float dist0 = static_cast<float>(t - k0);  // distance of key j is dist0 - j
+          float nm = 0, nd = 0;
+          double* cs = colsum + k0;
+          for (std::int64_t j = 0; j < cols; ++j) {
+            const float dist = dist0 - static_cast<float>(j);
+            const float pr = dist >= 0.0f ? exp2_approx(s[j] - lse) : 0.0f;
+            const float near = dist < W ? pr : 0.0f;
+            nm += near;
+            nd += near * dist;
+            cs[j] += (dist >= lo && dist <= hi) ? pr : 0.0f;
+          }
+          near_mass[i] += nm;
+          near_dist[i] += nd;
+        }
+      }
+      for (std::int64_t i = 0; i < rows; ++i)
+        waad[t0 + i] = static_cast<float>(near_dist[i] + double(W) * (1.0 - near_mass[i]));
+    }
+    float* fai = out.fai.data() + item * N;
+    for (std::int64_t s = seg.begin; s < seg.end; ++s) {
+      const std::int64_t receivers =
+          rhythm::detail::fai_receiver_count(s, seg.response_begin, seg.end, p.horizon_lo, p.horizon_hi);
+      if (receivers > 0) fai[s] = static_cast<float>(colsum[s] / double(receivers));
+    }
+  });
+  for (std::int64_t i = 0; i < B * H; ++i)
+    if (bad_rows[i] >= 0) {
+      out.bad_item = i;
+      out.bad_row = bad_rows[i];
+      break;
+    }
+  return out;
+}
+
+}  // namespace rhythm::cpu
