@@ -18,7 +18,20 @@ struct head_signal_rows {
   std::vector<float> waad;  // [B*H*N]
   std::vector<float> fai;   // [B*H*N]
   std::int64_t bad_item = -1, bad_row = -1;  // first (b*H+h, t) whose inputs were not finite
+  const char* bad_argument = nullptr;        // which input, where the backend can tell
 };
+
+/// Records the first (in item order) non-finite finding of the per-item flags.
+inline void record_first_bad(head_signal_rows& out, const std::vector<std::int64_t>& bad_rows,
+                             const std::vector<const char*>* bad_arguments = nullptr) {
+  for (std::size_t i = 0; i < bad_rows.size(); ++i)
+    if (bad_rows[i] >= 0) {
+      out.bad_item = static_cast<std::int64_t>(i);
+      out.bad_row = bad_rows[i];
+      if (bad_arguments) out.bad_argument = (*bad_arguments)[i];
+      return;
+    }
+}
 
 namespace detail {
 
@@ -114,12 +127,7 @@ head_signal_rows maps_head_signals(int threads, const Maps& maps, const Segments
       if (receivers > 0) fai[s] = static_cast<float>(colsum[s] / double(receivers));
     }
   });
-  for (std::int64_t i = 0; i < B * H; ++i)
-    if (bad_rows[i] >= 0) {
-      out.bad_item = i;
-      out.bad_row = bad_rows[i];
-      break;
-    }
+  record_first_bad(out, bad_rows);
   return out;
 }
 

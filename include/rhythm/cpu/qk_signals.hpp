@@ -2,9 +2,10 @@
 /// CPU backend of head_signals_from_qk: two streaming passes per (sequence, query head).
 ///
 /// Pass 1 walks key tiles left to right with an online softmax and keeps, per response row, the
-/// base-2 log-sum-exp and the expected key position (the row's span). Pass 2 recomputes only the
-/// key tiles within max(W - 1, H_hi) of the diagonal, turning logits into probabilities with the
-/// saved log-sum-exp, for WAAD (distances < W) and the FAI column sums (H_lo..H_hi). Scratch per
+/// base-2 log-sum-exp, the expected key position (the row's span) and the mass at distance >= W
+/// (WAAD's clipped part). Pass 2 recomputes only the key tiles within max(W - 1, H_hi) of the
+/// diagonal, turning logits into probabilities with the saved log-sum-exp, for WAAD's near part
+/// (distances < W) and the FAI column sums (H_lo..H_hi). Scratch per
 /// worker is O(N + tile); nothing of size N x N exists.
 #include <algorithm>
 #include <bit>
@@ -94,13 +95,16 @@ inline void tile_scores(const float* q, const float* kt, std::int64_t rows, std:
   }
 }
 
+/// First row t in [t0, t1) of x[b, head] holding NaN or Inf, or -1.
 template <class X>
-inline bool rows_finite(const X& x, std::int64_t b, std::int64_t head, std::int64_t t0, std::int64_t t1) {
+inline std::int64_t first_non_finite_row(const X& x, std::int64_t b, std::int64_t head, std::int64_t t0, std::int64_t t1) {
   const auto* base = x.data_handle() + b * x.stride(0) + head * x.stride(1);
-  bool ok = true;
-  for (std::int64_t t = t0; t < t1; ++t)
+  for (std::int64_t t = t0; t < t1; ++t) {
+    bool ok = true;
     for (std::int64_t c = 0; c < x.extent(3); ++c) ok &= std::isfinite(to_float(base[t * x.stride(2) + c * x.stride(3)]));
-  return ok;
+    if (!ok) return t;
+  }
+  return -1;
 }
 
 }  // namespace detail
@@ -122,14 +126,20 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
   const int workers = worker_count(threads, B * H);
   std::vector<qk_scratch> scratch(workers, qk_scratch(N, d));
   std::vector<std::int64_t> bad_rows(B * H, -1);
+  std::vector<const char*> bad_arguments(B * H, "q, k (q.k overflowed)");
 
   parallel_for(threads, B * H, [&](std::int64_t item, int worker) {
     const std::int64_t b = item / H, h = item % H, kvh = h / group;
     const segment seg = rhythm::detail::segment_at(segments, b);
     if (seg.end == seg.response_begin) return;
-    if (p.check_finite && !(rows_finite(q, b, h, seg.response_begin, seg.end) && rows_finite(k, b, kvh, seg.begin, seg.end))) {
-      bad_rows[item] = seg.response_begin;
-      return;
+    if (p.check_finite) {
+      const std::int64_t bad_q = first_non_finite_row(q, b, h, seg.response_begin, seg.end);
+      const std::int64_t bad_k = bad_q >= 0 ? -1 : first_non_finite_row(k, b, kvh, seg.begin, seg.end);
+      if (bad_q >= 0 || bad_k >= 0) {
+        bad_rows[item] = bad_q >= 0 ? bad_q : bad_k;
+        bad_arguments[item] = bad_q >= 0 ? "q" : "k";
+        return;
+      }
     }
     qk_scratch& w = scratch[worker];
     float* waad = out.waad.data() + item * N;
@@ -140,9 +150,10 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
       const std::int64_t rows = std::min(query_tile, seg.end - t0);
       load_rows(q, b, h, t0, rows, scale, w.q.data());
       float m[query_tile];
-      double l[query_tile], pos[query_tile];  // sum of p, sum of p * (s - begin), both relative to m
+      // sums of p, p * (s - begin) and of p over keys at distance >= W, all relative to m
+      double l[query_tile], pos[query_tile], far[query_tile];
       std::fill(m, m + rows, -std::numeric_limits<float>::infinity());
-      std::fill(l, l + rows, 0.0), std::fill(pos, pos + rows, 0.0);
+      std::fill(l, l + rows, 0.0), std::fill(pos, pos + rows, 0.0), std::fill(far, far + rows, 0.0);
       for (std::int64_t k0 = seg.begin; k0 < t0 + rows; k0 += key_tile) {
         const std::int64_t cols = std::min(key_tile, t0 + rows - k0);
         load_keys_transposed(k, b, kvh, k0, cols, w.kt.data());
@@ -156,15 +167,18 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
           for (std::int64_t j = 0; j < key_tile; j += 8)
             for (int u = 0; u < 8; ++u) mx[u] = j + u < valid ? std::max(mx[u], s[j + u]) : mx[u];
           const float m_new = std::max(m[i], *std::max_element(mx, mx + 8));
-          float tl = 0, tp = 0;
+          const std::int64_t far_keys = t0 + i - k0 - p.window + 1;  // keys j < far_keys have t - s >= W
+          float tl = 0, tp = 0, tf = 0;
           for (std::int64_t j = 0; j < key_tile; ++j) {
             const float e = j < valid ? exp2_approx(s[j] - m_new) : 0.0f;
             tl += e;
             tp += e * static_cast<float>(j);
+            tf += j < far_keys ? e : 0.0f;
           }
           const double alpha = exp2_approx(m[i] - m_new);
           l[i] = l[i] * alpha + tl;
           pos[i] = pos[i] * alpha + tp + double(k0 - seg.begin) * tl;
+          far[i] = far[i] * alpha + tf;
           m[i] = m_new;
         }
       }
@@ -172,6 +186,7 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
         w.lse2[t0 + i] = m[i] + static_cast<float>(std::log2(l[i]));
         if (!std::isfinite(w.lse2[t0 + i])) bad_rows[item] = t0 + i;  // logits overflowed
         span_sum += double(t0 + i - seg.begin) - pos[i] / l[i];
+        waad[t0 + i] = static_cast<float>(double(p.window) * far[i] / l[i]);  // pass 2 adds the near part
       }
     }
     if (bad_rows[item] >= 0) return;
@@ -186,7 +201,7 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
     for (std::int64_t t0 = seg.response_begin; t0 < seg.end; t0 += query_tile) {
       const std::int64_t rows = std::min(query_tile, seg.end - t0);
       load_rows(q, b, h, t0, rows, scale, w.q.data());
-      double near_mass[query_tile] = {}, near_dist[query_tile] = {};
+      double near_dist[query_tile] = {};
       const std::int64_t first = band >= t0 - seg.begin ? seg.begin : t0 - band;
       for (std::int64_t k0 = first; k0 < t0 + rows; k0 += key_tile) {
         const std::int64_t cols = std::min(key_tile, t0 + rows - k0);
@@ -197,22 +212,19 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
           const float* s = w.scores.data() + i * key_tile;
           const float lse = w.lse2[t];
           const float dist0 = static_cast<float>(t - k0);  // distance of key j is dist0 - j
-          float nm = 0, nd = 0;
+          float nd = 0;
           double* cs = colsum + k0;
           for (std::int64_t j = 0; j < cols; ++j) {
             const float dist = dist0 - static_cast<float>(j);
             const float pr = dist >= 0.0f ? exp2_approx(s[j] - lse) : 0.0f;
-            const float near = dist < W ? pr : 0.0f;
-            nm += near;
-            nd += near * dist;
+            nd += dist < W ? pr * dist : 0.0f;
             cs[j] += (dist >= lo && dist <= hi) ? pr : 0.0f;
           }
-          near_mass[i] += nm;
           near_dist[i] += nd;
         }
       }
       for (std::int64_t i = 0; i < rows; ++i)
-        waad[t0 + i] = static_cast<float>(near_dist[i] + double(W) * (1.0 - near_mass[i]));
+        waad[t0 + i] = static_cast<float>(double(waad[t0 + i]) + near_dist[i]);
     }
     float* fai = out.fai.data() + item * N;
     for (std::int64_t s = seg.begin; s < seg.end; ++s) {
@@ -221,12 +233,7 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
       if (receivers > 0) fai[s] = static_cast<float>(colsum[s] / double(receivers));
     }
   });
-  for (std::int64_t i = 0; i < B * H; ++i)
-    if (bad_rows[i] >= 0) {
-      out.bad_item = i;
-      out.bad_row = bad_rows[i];
-      break;
-    }
+  record_first_bad(out, bad_rows, &bad_arguments);
   return out;
 }
 

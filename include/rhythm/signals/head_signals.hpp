@@ -82,7 +82,7 @@ void write_head_signals(const cpu::head_signal_rows& r, const Span& span, const 
 
 inline void throw_if_non_finite(const cpu::head_signal_rows& r, std::int64_t H, const char* what) {
   if (r.bad_item < 0) return;
-  fail(errc::non_finite, what, "finite values",
+  fail(errc::non_finite, r.bad_argument ? r.bad_argument : what, "finite values",
        "NaN or Inf at sequence " + std::to_string(r.bad_item / H) + ", head " + std::to_string(r.bad_item % H) +
            ", row " + std::to_string(r.bad_row));
 }
