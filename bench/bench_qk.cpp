@@ -230,7 +230,7 @@ void measure_memory_in_children(const char* self) {
   std::printf("Peak-RSS measurements, one fresh child process each:");
   std::fflush(stdout);
   for (const auto& [k, spec] : specs) {
-    const std::string cmd = std::string(self) + " --rhythm-child=" + spec;
+    const std::string cmd = "'" + std::string(self) + "' --rhythm-child=" + spec;
     std::int64_t bytes = -1;
     if (FILE* f = popen(cmd.c_str(), "r")) {
       char line[256];
