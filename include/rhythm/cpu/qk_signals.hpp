@@ -19,29 +19,10 @@
 #include "../signals/params.hpp"
 #include "maps_signals.hpp"
 #include "parallel.hpp"
+#include "simd.hpp"
 
 namespace rhythm::cpu {
 namespace detail {
-
-/// 2^x in float, written with plain arithmetic so that loops over it vectorise. Exactly 0 for
-/// x < -126 (and -inf); relative error below 2e-7 on [-126, 127].
-inline float exp2_approx(float x) {
-  const bool underflow = x < -126.0f;
-  x = std::min(std::max(x, -126.0f), 127.0f);
-  const int n = static_cast<int>(x + 126.5f) - 126;  // round(x); the sum is positive so the cast floors
-  const float f = x - static_cast<float>(n);          // in [-0.5, 0.5]
-  // Taylor series of e^(f ln 2) to degree 7: truncation error < 1e-8 on |f| <= 0.5.
-  float r = 1.5252733804059841e-05f;
-  r = r * f + 1.5403530393381610e-04f;
-  r = r * f + 1.3333558146428443e-03f;
-  r = r * f + 9.6181291076284772e-03f;
-  r = r * f + 5.5504108664821580e-02f;
-  r = r * f + 2.4022650695910071e-01f;
-  r = r * f + 6.9314718055994531e-01f;
-  r = r * f + 1.0f;
-  const float scale = std::bit_cast<float>(static_cast<std::uint32_t>(n + 127) << 23);
-  return underflow ? 0.0f : r * scale;
-}
 
 inline constexpr std::int64_t query_tile = 32;
 inline constexpr std::int64_t key_tile = 64;
@@ -93,6 +74,52 @@ inline void tile_scores(const float* q, const float* kt, std::int64_t rows, std:
     }
     std::copy(acc, acc + key_tile, scores + i * key_tile);
   }
+}
+
+/// Pass 1: max of s[j] over j < valid (-inf if none).
+inline float tile_row_max(const float* s, std::int64_t valid) {
+  using namespace simd;
+  const f4 ninf = splat(-std::numeric_limits<float>::infinity()), fvalid = splat(static_cast<float>(valid));
+  f4 mx = ninf;
+  for (std::int64_t j = 0; j < key_tile; j += width) {
+    const f4 v = iota(static_cast<float>(j)) < fvalid ? load(s + j) : ninf;
+    mx = mx > v ? mx : v;
+  }
+  return max(mx);
+}
+
+/// Pass 1: with e_j = 2^(s_j - m) over j < valid, the sums of e_j, of j e_j and of e_j over j < far_keys.
+inline void tile_row_sums(const float* s, std::int64_t valid, std::int64_t far_keys, float m, float& mass,
+                          float& position, float& far) {
+  using namespace simd;
+  const f4 fvalid = splat(static_cast<float>(valid)), ffar = splat(static_cast<float>(far_keys)), zero = splat(0.0f);
+  f4 vm = zero, vp = zero, vf = zero;
+  for (std::int64_t j = 0; j < key_tile; j += width) {
+    const f4 fj = iota(static_cast<float>(j));
+    const f4 e = fj < fvalid ? exp2(load(s + j) - m) : zero;
+    vm += e;
+    vp += e * fj;
+    vf += fj < ffar ? e : zero;
+  }
+  mass = sum(vm), position = sum(vp), far = sum(vf);
+}
+
+/// Pass 2: with p_j = 2^(s_j - lse) at distance dist0 - j >= 0 (j < cols), adds p_j to colsum[j]
+/// where lo <= distance <= hi and returns the sum of p_j * distance over distances < W.
+inline float tile_row_bands(const float* s, std::int64_t cols, float dist0, float lse, float W, float lo, float hi,
+                            double* colsum) {
+  using namespace simd;
+  const f4 zero = splat(0.0f);
+  f4 vn = zero;
+  float p[key_tile];
+  for (std::int64_t j = 0; j < key_tile; j += width) {
+    const f4 dist = dist0 - iota(static_cast<float>(j));
+    const f4 pr = dist >= 0.0f ? exp2(load(s + j) - lse) : zero;
+    vn += dist < W ? pr * dist : zero;
+    store(p + j, dist >= lo && dist <= hi ? pr : zero);
+  }
+  for (std::int64_t j = 0; j < cols; ++j) colsum[j] += p[j];
+  return sum(vn);
 }
 
 /// First row t in [t0, t1) of x[b, head] holding NaN or Inf, or -1.
@@ -161,21 +188,11 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
         for (std::int64_t i = 0; i < rows; ++i) {
           const std::int64_t valid = std::min(cols, t0 + i - k0 + 1);  // keys k0 + j <= t
           if (valid <= 0) continue;
-          float* s = w.scores.data() + i * key_tile;
-          float mx[8];
-          std::fill(mx, mx + 8, -std::numeric_limits<float>::infinity());
-          for (std::int64_t j = 0; j < key_tile; j += 8)
-            for (int u = 0; u < 8; ++u) mx[u] = j + u < valid ? std::max(mx[u], s[j + u]) : mx[u];
-          const float m_new = std::max(m[i], *std::max_element(mx, mx + 8));
-          const std::int64_t far_keys = t0 + i - k0 - p.window + 1;  // keys j < far_keys have t - s >= W
-          float tl = 0, tp = 0, tf = 0;
-          for (std::int64_t j = 0; j < key_tile; ++j) {
-            const float e = j < valid ? exp2_approx(s[j] - m_new) : 0.0f;
-            tl += e;
-            tp += e * static_cast<float>(j);
-            tf += j < far_keys ? e : 0.0f;
-          }
-          const double alpha = exp2_approx(m[i] - m_new);
+          const float* s = w.scores.data() + i * key_tile;
+          const float m_new = std::max(m[i], tile_row_max(s, valid));
+          float tl, tp, tf;  // keys j < far_keys have t - s >= W
+          tile_row_sums(s, valid, t0 + i - k0 - p.window + 1, m_new, tl, tp, tf);
+          const double alpha = simd::exp2(m[i] - m_new);
           l[i] = l[i] * alpha + tl;
           pos[i] = pos[i] * alpha + tp + double(k0 - seg.begin) * tl;
           far[i] = far[i] * alpha + tf;
@@ -212,14 +229,7 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
           const float* s = w.scores.data() + i * key_tile;
           const float lse = w.lse2[t];
           const float dist0 = static_cast<float>(t - k0);  // distance of key j is dist0 - j
-          float nd = 0;
-          double* cs = colsum + k0;
-          for (std::int64_t j = 0; j < cols; ++j) {
-            const float dist = dist0 - static_cast<float>(j);
-            const float pr = dist >= 0.0f ? exp2_approx(s[j] - lse) : 0.0f;
-            nd += dist < W ? pr * dist : 0.0f;
-            cs[j] += (dist >= lo && dist <= hi) ? pr : 0.0f;
-          }
+          const float nd = tile_row_bands(s, cols, dist0, lse, W, lo, hi, colsum + k0);
           near_dist[i] += nd;
         }
       }
