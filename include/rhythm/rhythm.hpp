@@ -1,7 +1,7 @@
 #pragma once
 /// rhythm: structure-aware credit assignment for RL of language models (CPU umbrella header).
 ///
-/// Includes every CPU stage in data-path order: core -> heads -> signals. Never pulls a CUDA
+/// Includes every CPU stage in data-path order: core -> heads -> signals -> tokens -> credit. Never pulls a CUDA
 /// header; for the CUDA backend include <rhythm/cuda.cuh> instead.
 #include "config.hpp"
 #include "error.hpp"
@@ -19,3 +19,12 @@
 #include "signals/params.hpp"
 #include "signals/head_signals.hpp"
 #include "signals/group_signals.hpp"
+
+#include "tokens/token_flags.hpp"
+#include "tokens/top_q.hpp"
+#include "tokens/token_sets.hpp"
+#include "tokens/peaks.hpp"
+
+#include "credit/advantages.hpp"
+#include "credit/shaping.hpp"
+#include "credit/ppo_objective.hpp"

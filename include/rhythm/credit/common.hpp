@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../tokens/common.hpp"
 #include "../core/dtypes.hpp"
 #include "../core/segments.hpp"
 #include "../core/tensor.hpp"
@@ -97,31 +98,14 @@ inline void check_alpha(double alpha) {
   require(alpha >= 0.0 && alpha <= 1.0, errc::bad_parameter, "params.alpha", "a value in [0, 1]", alpha);
 }
 
-/// k = ceil(q n) for q in (0, 1], clamped to [1, n] (0 when n == 0). The ceiling forgives 1e-9
-/// of rounding so that a decimal q counts as written: q = 0.07, n = 100 gives 7, where the binary
-/// product 7.000000000000001 would give 8. Same rule as rhythm::top_q_count (tokens/).
-inline std::int64_t top_q_count(double q, std::int64_t n) {
-  if (n <= 0) return 0;
-  const auto k = static_cast<std::int64_t>(std::ceil(q * static_cast<double>(n) - 1e-9));
-  return std::clamp<std::int64_t>(k, 1, n);
-}
+using rhythm::top_q_count;
 
-/// Top-q of one response (DESIGN §3): n = values.size(), k = top_q_count(q, n), threshold = the
-/// k-th largest value, selected[i] = values[i] >= threshold (ties inclusive, so possibly more
-/// than k). With `bottom`: threshold = the k-th smallest, selected[i] = values[i] <= threshold.
-/// O(n) expected (nth_element); `scratch` is reused between calls.
+/// Top-q of one response over all its values: the tokens stage's rule (DESIGN §3), on a span.
 inline void select_top_q(std::span<const float> values, double q, bool bottom, std::span<std::uint8_t> selected,
                          std::vector<float>& scratch) {
-  const auto n = static_cast<std::int64_t>(values.size());
-  if (n == 0) return;
-  const std::int64_t k = top_q_count(q, n);
-  scratch.assign(values.begin(), values.end());
-  const auto kth = scratch.begin() + (k - 1);
-  if (bottom) std::nth_element(scratch.begin(), kth, scratch.end());
-  else std::nth_element(scratch.begin(), kth, scratch.end(), std::greater<>{});
-  const float threshold = *kth;
-  for (std::int64_t i = 0; i < n; ++i)
-    selected[i] = bottom ? values[i] <= threshold : values[i] >= threshold;
+  scratch.resize(values.size());
+  rhythm::detail::tokens::select_top_q(values.data(), nullptr, static_cast<std::int64_t>(values.size()),
+                                       top_q_params{q, bottom}, scratch.data(), selected.data());
 }
 
 /// splitmix64 (Steele, Lea, Flood 2014): a small, portable generator whose stream is fixed by
