@@ -28,3 +28,4 @@
 #include "credit/advantages.hpp"
 #include "credit/shaping.hpp"
 #include "credit/ppo_objective.hpp"
+#include "pipeline.hpp"
