@@ -1,4 +1,5 @@
 # Adapters: each its own INTERFACE target and include root; the core never sees a foreign type.
+# Included (not add_subdirectory) so that the found packages' imported targets are visible project-wide.
 # Each is built when its library is found (or required with RHYTHM_WITH_<NAME>=ON).
 set(RHYTHM_WITH_EIGEN AUTO CACHE STRING "Build rhythm::eigen (ON, OFF, AUTO)")
 set(RHYTHM_WITH_XTENSOR AUTO CACHE STRING "Build rhythm::xtensor (ON, OFF, AUTO)")
@@ -9,13 +10,13 @@ function(rhythm_adapter name dir)
   add_library(rhythm::${name} ALIAS rhythm_${name})
   set_target_properties(rhythm_${name} PROPERTIES EXPORT_NAME ${name})
   target_include_directories(rhythm_${name} INTERFACE
-    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/${dir}/include>
+    $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/adapters/${dir}/include>
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_link_libraries(rhythm_${name} INTERFACE rhythm::rhythm ${ARGN})
-  install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/${dir}/include/rhythm DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+  install(DIRECTORY ${PROJECT_SOURCE_DIR}/adapters/${dir}/include/rhythm DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
   install(TARGETS rhythm_${name} EXPORT rhythmTargets)
   string(TOUPPER ${name} upper)
-  set(RHYTHM_HAS_${upper} ON PARENT_SCOPE)
+  set(RHYTHM_HAS_${upper} ON PARENT_SCOPE)  # the function's caller: the top-level scope
 endfunction()
 
 if(NOT RHYTHM_WITH_EIGEN STREQUAL "OFF")
@@ -54,7 +55,3 @@ if(NOT RHYTHM_WITH_TORCH STREQUAL "OFF")
   endif()
 endif()
 
-# For the package config (cmake/rhythmConfig.cmake.in).
-set(RHYTHM_HAS_EIGEN ${RHYTHM_HAS_EIGEN} PARENT_SCOPE)
-set(RHYTHM_HAS_XTENSOR ${RHYTHM_HAS_XTENSOR} PARENT_SCOPE)
-set(RHYTHM_HAS_TORCH ${RHYTHM_HAS_TORCH} PARENT_SCOPE)
