@@ -594,16 +594,6 @@ TYPED_TEST(Credit, PpoOfABatchWithoutResponsesIsZero) {
 // ---------------------------------------------------------------------------------------------
 // Errors: the code, a message naming argument, expectation and what was given; outputs untouched.
 
-template <class F>
-void expect_error(F&& f, rhythm::errc code, std::initializer_list<const char*> fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no rhythm::error thrown";
-  } catch (const rhythm::error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const char* frag : fragments) EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
-  }
-}
 
 // A valid small shaping problem; each test breaks one thing.
 struct shaping_problem {

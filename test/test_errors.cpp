@@ -5,17 +5,6 @@
 namespace {
 using namespace rt;
 
-// Runs `f`, expects a rhythm::error with `code` whose message contains every fragment.
-template <class F>
-void expect_error(F&& f, rhythm::errc code, std::initializer_list<const char*> fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no rhythm::error thrown";
-  } catch (const rhythm::error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const char* frag : fragments) EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
-  }
-}
 
 // A valid small problem; each test breaks one thing.
 struct problem {

@@ -74,6 +74,18 @@ inline std::vector<float> random_floats(std::mt19937& rng, i64 n, double sd = 1.
   return v;
 }
 
+// Runs `f`, expects a rhythm::error with `code` whose message contains every fragment.
+template <class F>
+void expect_error(F&& f, rhythm::errc code, std::initializer_list<const char*> fragments) {
+  try {
+    f();
+    ADD_FAILURE() << "no rhythm::error thrown";
+  } catch (const rhythm::error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    for (const char* frag : fragments) EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
+  }
+}
+
 // |got - want| <= tol * max(1, |want|)
 inline ::testing::AssertionResult close(double got, double want, double tol) {
   if (std::abs(got - want) <= tol * std::max(1.0, std::abs(want))) return ::testing::AssertionSuccess();

@@ -9,16 +9,6 @@
 namespace {
 using namespace rt;
 
-template <class F>
-void expect_error(F&& f, rhythm::errc code, std::initializer_list<const char*> fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no rhythm::error thrown";
-  } catch (const rhythm::error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const char* frag : fragments) EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
-  }
-}
 
 // Every element of a rank-2 view equals the Eigen coefficient, and writes through the view land there.
 template <class V, class M>

@@ -20,16 +20,6 @@ using namespace rt;
 namespace fs = std::filesystem;
 using ::xt::placeholders::_;
 
-template <class F>
-void expect_error(F&& f, rhythm::errc code, std::initializer_list<const char*> fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no rhythm::error thrown";
-  } catch (const rhythm::error& e) {
-    EXPECT_EQ(e.code(), code) << e.what();
-    for (const char* frag : fragments) EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
-  }
-}
 
 // Every element of the view equals the xtensor element; writes through a mutable view land there.
 template <class V, class E>
