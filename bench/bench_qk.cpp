@@ -12,6 +12,7 @@
 // The caller's outputs (span [B,H], waad and fai [B,H,N]) are allocated before the measurement for
 // rhythm; the naive path allocates its result tensors inside the call (counted; they are O(B H N)).
 #include <benchmark/benchmark.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cmath>
@@ -72,15 +73,16 @@ struct qk_problem {
 std::vector<float> make_q(std::int64_t n) { return random_normal(kBatch * kHeads * n * kHeadDim, 0x51u + n); }
 std::vector<float> make_k(std::int64_t n) { return random_normal(kBatch * kHeads * n * kHeadDim, 0x4bu + n); }
 
-/// What cpu::qk_head_signals allocates (read from include/rhythm/cpu/qk_signals.hpp): the staged results
-/// span [B H] + waad, fai [B H N] floats, bad_rows [B H] int64, and per worker a qk_scratch (q tile 32 d,
-/// keys 64 d, scores 32 x 64, lse2 N floats; colsum N doubles). `std::vector<qk_scratch> scratch(workers,
-/// qk_scratch(N, d))` copies a prototype, so workers + 1 scratches are live at once.
+/// What cpu::qk_head_signals allocates, read from include/rhythm/cpu/qk_signals.hpp: the staged results
+/// span [B H] + waad, fai [B H N] floats; per worker a qk_scratch (q tile 32 d, keys 64 d, scores 32 x 64 and
+/// lse2 N floats, colsum N doubles), where `std::vector<qk_scratch> scratch(workers, qk_scratch(N, d))` copies a
+/// prototype, so workers + 1 scratches are live at once; then bad_rows [B H] int64 and bad_arguments [B H]
+/// pointers. Mirrors the source as it was when this was written: the tracked figure is the measurement.
 std::int64_t rhythm_qk_analytic_bytes(std::int64_t B, std::int64_t H, std::int64_t N, std::int64_t d, int threads) {
   const std::int64_t workers = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, B * H));
   const std::int64_t results = 4 * (B * H + 2 * B * H * N);
   const std::int64_t scratch = 4 * (32 * d + 64 * d + 32 * 64 + N) + 8 * N;
-  return results + std::max((workers + 1) * scratch, workers * scratch + 8 * B * H);
+  return results + std::max((workers + 1) * scratch, workers * scratch + 16 * B * H);
 }
 
 std::string key(const char* path, const char* dtype, std::int64_t n) {
@@ -230,7 +232,8 @@ void measure_memory_in_children(const char* self) {
   std::printf("Peak-RSS measurements, one fresh child process each:");
   std::fflush(stdout);
   for (const auto& [k, spec] : specs) {
-    const std::string cmd = "'" + std::string(self) + "' --rhythm-child=" + spec;
+    std::string cmd = "'";
+    cmd.append(self).append("' --rhythm-child=").append(spec);
     std::int64_t bytes = -1;
     if (FILE* f = popen(cmd.c_str(), "r")) {
       char line[256];
@@ -254,6 +257,9 @@ int run_memory_child(const std::string& spec) {
   const std::int64_t n = std::stoll(spec.substr(c2 + 1));
   const bool bf16 = dtype == "bf16";
   torch_set_threads(kThreads);
+  // Blocks of 64 KiB and more get their own fresh mapping, so that RSS sees them: otherwise glibc's dynamic
+  // mmap threshold serves them from heap pages made resident (and freed) while building the inputs.
+  mallopt(M_MMAP_THRESHOLD, 64 * 1024);
   constexpr std::int64_t warm_n = 128;
   std::int64_t delta = -1;
   if (path == "naive") {

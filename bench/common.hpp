@@ -119,6 +119,7 @@ std::map<std::string, memory_figures>& memory_table();
 /// Registration functions of each benchmark file.
 void register_maps_benchmarks();
 void register_qk_benchmarks();
+void register_pipeline_benchmarks();
 /// Frees the maps benchmarks' cached map (called before the Q/K benchmarks).
 void release_maps();
 /// Start-up check of the naive LibTorch path against rhythm (aborts on disagreement).
