@@ -1,0 +1,241 @@
+#pragma once
+/// Batches, rollouts and per-token statistics.
+///
+/// Batch layout (every function here and rhythm's segments agree on it): prompts are left-padded to a
+/// common width P, so every response starts at column P; responses are right-padded with PAD.
+///
+///   column:   0 ...        begin ...          P ...              end ...      N
+///   tokens:   PAD PAD      BOS p r o m p t :  r e s p o n s e    EOS PAD ...
+///   segment:  {begin, response_begin = P, end}   (rhythm::segment; real tokens [begin, end))
+///
+/// Per-token quantities are aligned with the token they score: logp[b, t] = log pi(tokens[b, t] |
+/// tokens[b, < t]), computed from the logits at t - 1. This is the layout rhythm::torch::ppo_clip_loss
+/// reads (response positions [response_begin, end)).
+///
+///   encode_prompts / encode_sequences   strings -> left-padded batches (+ segments)
+///   sample                              G samples per prompt with the KV cache: tokens, logp, segments
+///   token_statistics_of                 a full forward's per-token log-probs (differentiable) and entropies
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <rhythm/core/segments.hpp>
+
+#include "model.hpp"
+#include "tokenizer.hpp"
+
+namespace grpo {
+
+/// Left-padded prompts: tokens [B, P] int64 (PAD ... BOS prompt), valid [B, P] bool, begin[b] = P - length.
+struct prompt_batch {
+  ::torch::Tensor tokens, valid;
+  std::vector<std::int64_t> begin;
+  std::int64_t width() const { return tokens.size(1); }
+};
+
+/// Encodes BOS + prompt for each string, left-padded to max(longest, min_width) columns.
+inline prompt_batch encode_prompts(const tokenizer& tok, std::span<const std::string> prompts, std::int64_t min_width = 0) {
+  std::vector<std::vector<std::int64_t>> ids;
+  std::int64_t width = min_width;
+  for (const auto& p : prompts) {
+    ids.push_back(tok.encode_prompt(p));
+    width = std::max(width, static_cast<std::int64_t>(ids.back().size()));
+  }
+  const auto B = static_cast<std::int64_t>(prompts.size());
+  prompt_batch out{::torch::full({B, width}, tokenizer::pad, ::torch::kInt64), {}, {}};
+  auto acc = out.tokens.accessor<std::int64_t, 2>();
+  for (std::int64_t b = 0; b < B; ++b) {
+    const auto& row = ids[static_cast<std::size_t>(b)];
+    const std::int64_t begin = width - static_cast<std::int64_t>(row.size());
+    for (std::size_t i = 0; i < row.size(); ++i) acc[b][begin + static_cast<std::int64_t>(i)] = row[i];
+    out.begin.push_back(begin);
+  }
+  out.valid = out.tokens.ne(tokenizer::pad);
+  return out;
+}
+
+/// Prompt + response sequences (supervised warm start): tokens [B, N] int64 and one segment per row.
+struct sequence_batch {
+  ::torch::Tensor tokens;
+  std::vector<rhythm::segment> segments;
+};
+
+/// BOS prompt_b response_b EOS per row, prompts left-padded to a common width (>= min_prompt_width),
+/// responses right-padded with PAD.
+inline sequence_batch encode_sequences(const tokenizer& tok, std::span<const std::string> prompts,
+                                       std::span<const std::string> responses, std::int64_t min_prompt_width = 0) {
+  if (prompts.size() != responses.size())
+    throw std::invalid_argument("encode_sequences: " + std::to_string(prompts.size()) + " prompts but " +
+                                std::to_string(responses.size()) + " responses");
+  const auto head = encode_prompts(tok, prompts, min_prompt_width);
+  std::vector<std::vector<std::int64_t>> tails;
+  std::int64_t longest = 0;
+  for (const auto& r : responses) {
+    tails.push_back(tok.encode_response(r));
+    longest = std::max(longest, static_cast<std::int64_t>(tails.back().size()));
+  }
+  const std::int64_t B = head.tokens.size(0), P = head.width();
+  sequence_batch out{::torch::full({B, P + longest}, tokenizer::pad, ::torch::kInt64), {}};
+  out.tokens.narrow(1, 0, P).copy_(head.tokens);
+  auto acc = out.tokens.accessor<std::int64_t, 2>();
+  for (std::int64_t b = 0; b < B; ++b) {
+    const auto& tail = tails[static_cast<std::size_t>(b)];
+    for (std::size_t i = 0; i < tail.size(); ++i) acc[b][P + static_cast<std::int64_t>(i)] = tail[i];
+    out.segments.push_back({head.begin[static_cast<std::size_t>(b)], P, P + static_cast<std::int64_t>(tail.size())});
+  }
+  return out;
+}
+
+/// [B, N] bool, true on the real tokens [begin, end) of each segment.
+/// [B, N] bool on the CPU, true on [begin + skip_first, end) of each segment (skip_first 0: the real tokens).
+inline ::torch::Tensor valid_mask(std::span<const rhythm::segment> segments, std::int64_t N, std::int64_t skip_first = 0) {
+  auto mask = ::torch::zeros({static_cast<std::int64_t>(segments.size()), N}, ::torch::kBool);
+  auto acc = mask.accessor<bool, 2>();
+  for (std::size_t b = 0; b < segments.size(); ++b)
+    for (std::int64_t t = segments[b].begin + skip_first; t < segments[b].end; ++t) acc[static_cast<std::int64_t>(b)][t] = true;
+  return mask;
+}
+
+struct sampling_options {
+  std::int64_t samples_per_prompt = 8;  ///< G
+  std::int64_t max_new_tokens = 256;
+  double temperature = 1.0;  ///< 1 for rollouts; 0 = greedy (argmax)
+  std::optional<::at::Generator> generator;  ///< none: torch's default generator (torch::manual_seed)
+};
+
+/// A batch of sampled responses. Row r holds sample r % G of prompt r / G (rows prompt-major).
+struct rollout_batch {
+  ::torch::Tensor tokens;  ///< [R, P + M] int64, M = the longest response (EOS included)
+  ::torch::Tensor logp;    ///< [R, P + M] float32: log pi(token | prefix) at temperature 1 on responses, 0 elsewhere
+  std::vector<rhythm::segment> segments;  ///< {first real prompt token, P, one past the last response token}
+  ::torch::Tensor group_ids;              ///< [R] int64: the prompt of each row (GRPO groups)
+  std::vector<bool> finished;             ///< the row wrote EOS (else it stopped at max_new_tokens)
+  std::int64_t prompt_width = 0;          ///< P
+
+  std::int64_t rows() const { return tokens.size(0); }
+};
+
+/// Samples G responses per prompt with the KV cache, one token per step for all rows, until every
+/// row wrote EOS or max_new_tokens were written. After its EOS a row is fed PAD (masked, not
+/// recorded); whenever a quarter of the cached rows have finished, the finished rows leave the cache,
+/// so that the cost follows the tokens written rather than rows x the longest response.
+///
+/// logp is always the log-probability under the model itself (temperature 1), whatever `temperature`
+/// is: it is what a full forward recomputes and what PPO's ratio needs when rollouts are sampled at
+/// temperature 1 (at another temperature it is not the behaviour policy's). Runs without autograd on
+/// the model's device; `tokens` and `logp` stay there, `group_ids` is on the CPU.
+inline rollout_batch sample(transformer& model, const prompt_batch& prompts, const sampling_options& opt) {
+  ::torch::NoGradGuard no_grad;
+  const std::int64_t G = opt.samples_per_prompt, P = prompts.width(), M = opt.max_new_tokens;
+  if (G < 1 || M < 1) throw std::invalid_argument("sample: samples_per_prompt and max_new_tokens must be >= 1");
+  const auto device = model->embedding->weight.device();
+  const auto prompt_tokens = prompts.tokens.to(device).repeat_interleave(G, 0);
+  const auto prompt_valid = prompts.valid.to(device).repeat_interleave(G, 0);
+  const std::int64_t R = prompt_tokens.size(0);
+
+  auto cache = model->new_cache(R, P + M);
+  auto logits = model->forward_cached(cache, prompt_tokens, prompt_valid).select(1, P - 1);  // [R, V]
+  auto generated = ::torch::full({R, M}, tokenizer::pad, prompt_tokens.options());
+  auto generated_logp = ::torch::zeros({R, M}, logits.options().dtype(::torch::kFloat32));
+  auto lengths = ::torch::zeros({R}, prompt_tokens.options());
+  // The cache holds the rows still decoding: rows[i] is the batch row of cache row i, done[i] says it wrote EOS.
+  auto rows = ::torch::arange(R, prompt_tokens.options());
+  auto done = ::torch::zeros({R}, prompt_valid.options());
+  std::int64_t live_after_compaction = R;
+  const ::c10::optional<::at::Generator> generator =
+      opt.generator ? ::c10::optional<::at::Generator>(*opt.generator) : ::c10::nullopt;
+  std::int64_t steps = 0;
+  while (steps < M) {
+    const auto log_probs = ::torch::log_softmax(logits.to(::torch::kFloat32), -1);
+    auto next = opt.temperature <= 0.0
+                    ? log_probs.argmax(-1)
+                    : ::torch::multinomial(::torch::softmax(logits.to(::torch::kFloat32) / opt.temperature, -1), 1,
+                                           false, generator).squeeze(1);
+    next = next.masked_fill(done, tokenizer::pad);
+    generated.select(1, steps).index_copy_(0, rows, next);
+    const auto next_logp = log_probs.gather(1, next.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0);
+    generated_logp.select(1, steps).index_copy_(0, rows, next_logp);
+    lengths.index_add_(0, rows, done.logical_not().to(::torch::kInt64));
+    auto was_done = done;
+    done = done | next.eq(tokenizer::eos);
+    ++steps;
+    const std::int64_t live = done.logical_not().sum().item<std::int64_t>();
+    if (steps == M || live == 0) break;
+    if (4 * live <= 3 * live_after_compaction) {  // a quarter fewer rows: drop the finished ones from the cache
+      const auto keep = done.logical_not().nonzero().squeeze(1);
+      cache.keep_rows(keep);
+      rows = rows.index_select(0, keep);
+      next = next.index_select(0, keep);
+      done = was_done = ::torch::zeros({live}, done.options());
+      live_after_compaction = live;
+    }
+    logits = model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1)).select(1, 0);
+  }
+
+  rollout_batch out;
+  out.prompt_width = P;
+  out.tokens = ::torch::cat({prompt_tokens, generated.narrow(1, 0, steps)}, 1);
+  out.logp = ::torch::cat({::torch::zeros({R, P}, generated_logp.options()), generated_logp.narrow(1, 0, steps)}, 1);
+  out.group_ids = ::torch::arange(R, ::torch::kInt64).div(G, "floor");
+  const auto lengths_host = lengths.cpu();
+  const auto tokens_host = out.tokens.cpu();
+  for (std::int64_t r = 0; r < R; ++r) {
+    const std::int64_t end = P + lengths_host[r].item<std::int64_t>();
+    out.segments.push_back({prompts.begin[static_cast<std::size_t>(r / G)], P, end});
+    out.finished.push_back(end > P && tokens_host[r][end - 1].item<std::int64_t>() == tokenizer::eos);
+  }
+  return out;
+}
+
+/// Response text of each row (up to its EOS).
+inline std::vector<std::string> decode_responses(const tokenizer& tok, const rollout_batch& batch) {
+  const auto tokens = batch.tokens.cpu().contiguous();
+  std::vector<std::string> out;
+  for (std::int64_t r = 0; r < batch.rows(); ++r) {
+    const auto& s = batch.segments[static_cast<std::size_t>(r)];
+    const auto* row = tokens.data_ptr<std::int64_t>() + r * tokens.size(1);
+    out.push_back(tok.decode(std::span<const std::int64_t>(row + s.response_begin, row + s.end)));
+  }
+  return out;
+}
+
+/// Per-token statistics [B, N] float32, aligned with the scored token; 0 outside (begin, end).
+struct token_statistics {
+  ::torch::Tensor logp;     ///< log pi(tokens[t] | tokens[< t]); carries the graph of `logits`
+  ::torch::Tensor entropy;  ///< entropy of pi(. | tokens[< t]) in nats; detached (undefined if not asked)
+};
+
+/// Statistics from logits [B, N, V] of tokens [B, N] (e.g. those of forward_with_qk).
+inline token_statistics token_statistics_from_logits(const ::torch::Tensor& logits, const ::torch::Tensor& tokens,
+                                                     std::span<const rhythm::segment> segments, bool with_entropy = true) {
+  const std::int64_t B = tokens.size(0), N = tokens.size(1);
+  // Position t is scored by the logits at t - 1; t = begin has no prefix inside the sequence.
+  const auto scored = valid_mask(segments, N, /*skip_first=*/1).to(tokens.device());
+  const auto log_probs = ::torch::log_softmax(logits.narrow(1, 0, N - 1).to(::torch::kFloat32), -1);  // [B, N-1, V]
+  const auto picked = log_probs.gather(2, tokens.narrow(1, 1, N - 1).unsqueeze(2)).squeeze(2);
+  const auto zero_column = ::torch::zeros({B, 1}, picked.options());
+  token_statistics out;
+  out.logp = ::torch::cat({zero_column, picked}, 1).masked_fill(scored.logical_not(), 0.0);
+  if (with_entropy) {
+    const auto lp = log_probs.detach();
+    const auto entropy = -(lp.exp() * lp).sum(-1);
+    out.entropy = ::torch::cat({zero_column, entropy}, 1).masked_fill(scored.logical_not(), 0.0);
+  }
+  return out;
+}
+
+/// One full forward of tokens [B, N] (valid = the segments' real tokens) and its statistics: logp is
+/// differentiable (the PPO update's new log-probabilities), entropy is detached (the entropy policy).
+inline token_statistics token_statistics_of(transformer& model, const ::torch::Tensor& tokens,
+                                            std::span<const rhythm::segment> segments, bool with_entropy = true) {
+  const auto logits = model->forward(tokens, valid_mask(segments, tokens.size(1)).to(tokens.device()));
+  return token_statistics_from_logits(logits, tokens, segments, with_entropy);
+}
+
+}  // namespace grpo

@@ -1,0 +1,281 @@
+// Tasks of the GRPO reference trainer: generators, verifiers, solution writers, splits; and the tokenizer.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tasks.hpp"
+#include "tokenizer.hpp"
+
+namespace {
+
+constexpr int solutions_per_task = 200;
+
+std::string replace_final(const std::string& response, const std::string& marker, const std::string& answer) {
+  return response.substr(0, response.rfind(marker) + marker.size()) + answer;
+}
+
+// ---------------------------------------------------------------------------------------------- tokenizer
+
+TEST(Tokenizer, RoundTripsTheAlphabet) {
+  const grpo::tokenizer tok;
+  EXPECT_EQ(tok.vocab_size(), 3 + static_cast<std::int64_t>(grpo::tokenizer::alphabet.size()));
+  const std::string text(grpo::tokenizer::alphabet);
+  const auto ids = tok.encode(text);
+  ASSERT_EQ(ids.size(), text.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_GE(ids[i], 3);
+    EXPECT_LT(ids[i], tok.vocab_size());
+  }
+  EXPECT_EQ(tok.decode(ids), text);
+}
+
+TEST(Tokenizer, SpecialTokens) {
+  const grpo::tokenizer tok;
+  auto ids = tok.encode_prompt("3,7->10:");
+  EXPECT_EQ(ids.front(), grpo::tokenizer::bos);
+  const auto response = tok.encode_response("7+3=10;ans 7+3");
+  EXPECT_EQ(response.back(), grpo::tokenizer::eos);
+  ids.insert(ids.begin(), grpo::tokenizer::pad);
+  ids.insert(ids.end(), response.begin(), response.end());
+  ids.push_back(grpo::tokenizer::pad);
+  ids.push_back(tok.encode("x").front());
+  EXPECT_EQ(tok.decode(ids), "3,7->10:7+3=10;ans 7+3");                            // stops at EOS
+  EXPECT_EQ(tok.decode(ids, /*stop_at_eos=*/false), "3,7->10:7+3=10;ans 7+3x");   // skips it
+  EXPECT_EQ(tok.token_text(grpo::tokenizer::eos), "<eos>");
+}
+
+TEST(Tokenizer, UnknownCharacterNamesItAndItsPosition) {
+  const grpo::tokenizer tok;
+  EXPECT_FALSE(tok.can_encode("ab#"));
+  try {
+    tok.encode("ab#");
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'#'"), std::string::npos) << what;
+    EXPECT_NE(what.find("position 2"), std::string::npos) << what;
+  }
+  EXPECT_THROW(tok.encode("A"), std::invalid_argument);  // upper case is not in the alphabet
+  const std::vector<std::int64_t> bad{999};
+  EXPECT_THROW(tok.decode(bad), std::out_of_range);
+}
+
+// -------------------------------------------------------------------------------------------- all tasks
+
+TEST(Tasks, RegistryFindsEveryTaskAndNamesTheKnownOnes) {
+  for (const char* name : {"countdown", "arithmetic", "planning"}) EXPECT_EQ(grpo::find_task(name).name, name);
+  try {
+    grpo::find_task("sudoku");
+    FAIL() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("countdown, arithmetic, planning"), std::string::npos) << e.what();
+  }
+  std::mt19937_64 rng(1);
+  const auto p = grpo::find_task("countdown").generate(rng, grpo::split::train, 0);
+  EXPECT_THROW(grpo::find_task("planning").verify(p, "path ab"), std::invalid_argument);
+  EXPECT_THROW(grpo::find_task("countdown").generate(rng, grpo::split::train, 3), std::invalid_argument);
+}
+
+TEST(Tasks, WrittenSolutionsVerifyTokenizeAndHaveTheTargetLength) {
+  const grpo::tokenizer tok;
+  std::printf("  written solutions (characters, EOS excluded):\n");
+  for (const auto& task : grpo::all_tasks())
+    for (int level = 0; level <= 2; ++level) {
+      std::mt19937_64 rng(1234 + level);
+      const int count = level == 0 ? solutions_per_task : solutions_per_task / 4;
+      std::size_t shortest = 1 << 20, longest = 0, total = 0, longest_sequence = 0;
+      for (int i = 0; i < count; ++i) {
+        const auto p = task.generate(rng, grpo::split::train, level);
+        const auto solution = task.write_solution(p, rng);
+        ASSERT_EQ(task.verify(p, solution), 1.0f) << task.name << " " << p.prompt << solution;
+        const std::string marker = task.name == "planning" ? "path " : "ans ";
+        ASSERT_EQ(task.verify(p, marker + p.answer), 1.0f) << task.name << " reference answer " << p.answer;
+        ASSERT_TRUE(tok.can_encode(p.prompt)) << p.prompt;
+        ASSERT_TRUE(tok.can_encode(solution)) << solution;
+        ASSERT_EQ(tok.decode(tok.encode_response(solution)), solution);
+        shortest = std::min(shortest, solution.size());
+        longest = std::max(longest, solution.size());
+        total += solution.size();
+        longest_sequence = std::max(longest_sequence, tok.encode_prompt(p.prompt).size() + solution.size() + 1);
+      }
+      std::printf("  %-10s level %d: %3d solutions: min %3zu mean %5.1f max %3zu; longest BOS+prompt+solution+EOS %zu\n",
+                  task.name.c_str(), level, count, shortest, double(total) / count, longest, longest_sequence);
+      EXPECT_GE(shortest, 60u) << task.name << " level " << level;
+      EXPECT_LE(longest, 300u) << task.name << " level " << level;
+    }
+}
+
+TEST(Tasks, GeneratorsAreDeterministicForASeed) {
+  for (const auto& task : grpo::all_tasks()) {
+    std::mt19937_64 a(42), b(42), c(43);
+    int differences_from_other_seed = 0;
+    for (int i = 0; i < 50; ++i) {
+      const auto pa = task.generate(a, grpo::split::train, 0), pb = task.generate(b, grpo::split::train, 0);
+      const auto pc = task.generate(c, grpo::split::train, 0);
+      EXPECT_EQ(pa.prompt, pb.prompt);
+      EXPECT_EQ(pa.answer, pb.answer);
+      EXPECT_EQ(task.write_solution(pa, a), task.write_solution(pb, b));
+      differences_from_other_seed += pa.prompt != pc.prompt;
+    }
+    EXPECT_GT(differences_from_other_seed, 40) << task.name;
+  }
+}
+
+TEST(Tasks, TrainAndTestSplitsAreDisjoint) {
+  for (const auto& task : grpo::all_tasks()) {
+    std::set<std::string> train, test;
+    std::mt19937_64 rng(7);
+    for (int i = 0; i < 400; ++i) {
+      const auto tr = task.generate(rng, grpo::split::train, 0), te = task.generate(rng, grpo::split::test, 0);
+      EXPECT_EQ(grpo::split_of(task.canonical_key(tr)), grpo::split::train);
+      EXPECT_EQ(grpo::split_of(task.canonical_key(te)), grpo::split::test);
+      train.insert(task.canonical_key(tr));
+      test.insert(task.canonical_key(te));
+    }
+    std::vector<std::string> shared;
+    std::set_intersection(train.begin(), train.end(), test.begin(), test.end(), std::back_inserter(shared));
+    EXPECT_TRUE(shared.empty()) << task.name << ": " << shared.size() << " problems in both splits";
+    EXPECT_GT(test.size(), 300u) << task.name << ": too few distinct test problems";
+    std::printf("  %-10s 400 train draws: %zu distinct, 400 test draws: %zu distinct, shared: %zu\n",
+                task.name.c_str(), train.size(), test.size(), shared.size());
+  }
+}
+
+// -------------------------------------------------------------------------------------------- countdown
+
+TEST(Countdown, VerifierJudgesTheFinalExpressionOnly) {
+  namespace cd = grpo::countdown;
+  std::mt19937_64 rng(11);
+  const auto prm = cd::params_for_level(0);
+  int copied_target_cases = 0;
+  for (int i = 0; i < solutions_per_task; ++i) {
+    const auto p = cd::generate(rng, grpo::split::train, prm);
+    const auto solution = cd::write_solution(p, rng, prm);
+    const auto expression = std::string(*grpo::final_answer(solution, "ans "));
+    ASSERT_EQ(cd::verify(p, solution), 1.0f) << solution;
+    // Every derivation that reaches the target is accepted; every other one is a wrong final answer.
+    for (const auto& d : cd::all_derivations(p.numbers))
+      ASSERT_EQ(cd::verify(p, replace_final(solution, "ans ", d.expression)), d.value == p.target ? 1.0f : 0.0f)
+          << d.expression;
+    // A changed number: the first literal + 1.
+    const auto digits = expression.find_first_of("0123456789"), end = expression.find_first_not_of("0123456789", digits);
+    const auto changed = expression.substr(0, digits) + std::to_string(std::stoll(expression.substr(digits, end - digits)) + 1) +
+                         (end == std::string::npos ? "" : expression.substr(end));
+    EXPECT_EQ(cd::verify(p, replace_final(solution, "ans ", changed)), 0.0f) << changed;
+    // The copied target: the trace ends "=<target> ok" but the final expression has a flipped operator.
+    auto flipped = expression;
+    const auto op = flipped.find_first_of("+-*/");
+    flipped[op] = flipped[op] == '+' ? '-' : flipped[op] == '-' ? '+' : flipped[op] == '*' ? '+' : '*';
+    const auto value = grpo::evaluate_expression(flipped);
+    if (!value || !(*value == grpo::rational{p.target, 1})) {
+      ++copied_target_cases;
+      EXPECT_NE(solution.find("=" + std::to_string(p.target) + " ok;"), std::string::npos);
+      EXPECT_EQ(cd::verify(p, replace_final(solution, "ans ", flipped)), 0.0f) << flipped;
+    }
+    // The right value with numbers used twice, the bare target, trailing text, no answer at all.
+    const auto n = std::to_string(p.numbers[0]);
+    EXPECT_EQ(cd::verify(p, replace_final(solution, "ans ", "(" + expression + ")+" + n + "-" + n)), 0.0f);
+    EXPECT_EQ(cd::verify(p, replace_final(solution, "ans ", std::to_string(p.target))), 0.0f);
+    EXPECT_EQ(cd::verify(p, solution + " ok"), 0.0f);
+    EXPECT_EQ(cd::verify(p, solution.substr(0, solution.rfind("ans "))), 0.0f);
+  }
+  EXPECT_GT(copied_target_cases, solutions_per_task / 2);
+}
+
+TEST(Countdown, EvaluatorIsExact) {
+  using grpo::rational;
+  EXPECT_EQ(*grpo::evaluate_expression("(7*3)+9"), (rational{30, 1}));
+  EXPECT_EQ(*grpo::evaluate_expression("7/2*2"), (rational{7, 1}));  // exact rationals, left to right
+  EXPECT_EQ(*grpo::evaluate_expression("1-5"), (rational{-4, 1}));
+  EXPECT_EQ(*grpo::evaluate_expression("10/4"), (rational{5, 2}));
+  for (const char* bad : {"", "3+", "(3", "3)", "3/(2-2)", "-3", "3 +4", "3+x", "99999999999999*99999999999999"})
+    EXPECT_FALSE(grpo::evaluate_expression(bad)) << bad;
+}
+
+// ------------------------------------------------------------------------------------------- arithmetic
+
+TEST(Arithmetic, VerifierJudgesTheFinalNumberOnly) {
+  namespace ar = grpo::arithmetic;
+  std::mt19937_64 rng(12);
+  const auto prm = ar::params_for_level(0);
+  for (int i = 0; i < solutions_per_task; ++i) {
+    const auto p = ar::generate(rng, grpo::split::train, prm);
+    ASSERT_EQ(*grpo::evaluate_expression(p.expression), (grpo::rational{p.value, 1})) << p.expression;
+    const auto solution = ar::write_solution(p, rng, prm);
+    ASSERT_EQ(ar::verify(p, solution), 1.0f) << solution;
+    const auto value = std::to_string(p.value), wrong = std::to_string(p.value + 1);
+    EXPECT_EQ(ar::verify(p, replace_final(solution, "ans ", wrong)), 0.0f);
+    // A self-consistent trace whose last step claims a false value, answered with it.
+    auto claimed = solution;
+    const auto last_step = claimed.rfind("=" + value + ";");
+    ASSERT_NE(last_step, std::string::npos) << solution;
+    claimed.replace(last_step, value.size() + 2, "=" + wrong + ";");
+    EXPECT_EQ(ar::verify(p, replace_final(claimed, "ans ", wrong)), 0.0f) << claimed;
+    EXPECT_EQ(ar::verify(p, solution + "."), 0.0f);
+    EXPECT_EQ(ar::verify(p, replace_final(solution, "ans ", p.expression)), 0.0f);  // an expression is not a number
+    EXPECT_EQ(ar::verify(p, solution.substr(0, solution.rfind("ans "))), 0.0f);
+  }
+}
+
+// --------------------------------------------------------------------------------------------- planning
+
+// Some simple path from source to goal other than `avoid`, by depth-first search ("" if none).
+std::string other_path(const grpo::planning::instance& p, const std::string& avoid) {
+  std::string path, found;
+  auto dfs = [&](auto&& self, char u) -> void {
+    if (!found.empty() || path.find(u) != std::string::npos) return;
+    path.push_back(u);
+    if (u == p.goal) {
+      if (path != avoid) found = path;
+    } else {
+      for (const char v : p.neighbours(u)) self(self, v);
+    }
+    path.pop_back();
+  };
+  dfs(dfs, p.source);
+  return found;
+}
+
+TEST(Planning, VerifierChecksEveryEdgeOfTheFinalPath) {
+  namespace pl = grpo::planning;
+  std::mt19937_64 rng(13);
+  const auto prm = pl::params_for_level(0);
+  int alternatives = 0;
+  for (int i = 0; i < solutions_per_task; ++i) {
+    const auto p = pl::generate(rng, grpo::split::train, prm);
+    const auto solution = pl::write_solution(p, rng, prm);
+    ASSERT_EQ(pl::verify(p, solution), 1.0f) << pl::prompt_of(p) << solution;
+    const auto path = std::string(*grpo::final_answer(solution, "path "));
+    ASSERT_GE(path.size(), static_cast<std::size_t>(prm.min_distance + 1));
+    // An invalid edge: source straight to goal (at least min_distance >= 2 edges apart).
+    EXPECT_FALSE(p.has_edge(p.source, p.goal));
+    EXPECT_EQ(pl::verify(p, replace_final(solution, "path ", std::string{p.source, p.goal})), 0.0f);
+    // The check and the walk back still claim the real path, but the final path skips a node.
+    auto skipped = path;
+    skipped.erase(1, 1);
+    if (!p.has_edge(skipped[0], skipped[1])) {
+      EXPECT_EQ(pl::verify(p, replace_final(solution, "path ", skipped)), 0.0f) << skipped;
+    }
+    // Wrong direction, a node visited twice, a letter outside the graph, trailing text.
+    EXPECT_EQ(pl::verify(p, replace_final(solution, "path ", std::string(path.rbegin(), path.rend()))), 0.0f);
+    EXPECT_EQ(pl::verify(p, replace_final(solution, "path ", path.substr(0, 2) + path.substr(0, 1) + path.substr(1))), 0.0f);
+    auto outside = path;
+    outside[1] = 'z';
+    EXPECT_EQ(pl::verify(p, replace_final(solution, "path ", outside)), 0.0f);
+    EXPECT_EQ(pl::verify(p, solution + ";"), 0.0f);
+    EXPECT_EQ(pl::verify(p, solution.substr(0, solution.rfind("path "))), 0.0f);
+    // Any other simple path along listed edges is accepted.
+    if (const auto other = other_path(p, path); !other.empty()) {
+      ++alternatives;
+      EXPECT_EQ(pl::verify(p, replace_final(solution, "path ", other)), 1.0f) << other;
+    }
+  }
+  EXPECT_GT(alternatives, solutions_per_task / 2);
+}
+
+}  // namespace
