@@ -116,7 +116,7 @@ inline float select_top_q(const float* v, const std::uint8_t* eligible, std::int
     if (!eligible || eligible[i]) sort[m++] = v[i];
   const std::int64_t k = top_q_count(p.q, m);
   if (k == 0) {
-    std::fill(selected, selected + n, std::uint8_t{0});
+    if (n > 0) std::fill(selected, selected + n, std::uint8_t{0});  // the guard also silences a false -Wstringop-overflow
     return std::numeric_limits<float>::quiet_NaN();
   }
   if (p.bottom) std::nth_element(sort, sort + (k - 1), sort + m);
