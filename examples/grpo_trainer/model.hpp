@@ -24,6 +24,7 @@
 #include <torch/torch.h>
 
 #include <dlfcn.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -304,7 +305,10 @@ struct transformer_impl : ::torch::nn::Module {
   /// Appends tokens [B, T] (valid [B, T] bool; undefined: all real) to `cache` and returns their logits
   /// [B, T, V]: the logits forward() gives at those positions for the whole sequence so far. Prefill = the
   /// left-padded prompts; decode = one token [B, 1] per step. Runs without autograd.
-  ::torch::Tensor forward_cached(kv_cache& cache, const ::torch::Tensor& tokens, const ::torch::Tensor& valid_in = {}) {
+  /// With `layers` and `capture` (layers.size() slots), capture[i] receives layer layers[i]'s post-RoPE Q
+  /// [B, Hq, T, hd] and K [B, Hkv, T, hd] of the appended tokens (what forward_with_qk gives at those positions).
+  ::torch::Tensor forward_cached(kv_cache& cache, const ::torch::Tensor& tokens, const ::torch::Tensor& valid_in = {},
+                                 const std::vector<std::int64_t>& layers = {}, layer_qk* capture = nullptr) {
     ::torch::NoGradGuard no_grad;
     const std::int64_t B = tokens.size(0), T = tokens.size(1), S = cache.length + T;
     if (B != cache.key_valid.size(0) || S > cache.capacity())
@@ -319,7 +323,7 @@ struct transformer_impl : ::torch::nn::Module {
     const auto key_index = ::torch::arange(S, tokens.options()).unsqueeze(0);                  // [1, S]
     const auto key_valid = cache.key_valid.narrow(1, 0, S).unsqueeze(1);                        // [B, 1, S]
     const auto ctx = make_context(positions, (key_index > query_index) | key_valid.logical_not(), query_index, key_index);
-    const auto logits = run(tokens, ctx, &cache, {}, nullptr);
+    const auto logits = run(tokens, ctx, &cache, capture ? layers : std::vector<std::int64_t>{}, capture);
     cache.length = S;
     return logits;
   }
@@ -391,6 +395,15 @@ inline std::string configure_cpu_threads(int threads) {
     return "OMP_WAIT_POLICY is '" + value + "': with " + std::to_string(threads) +
            " threads, run with OMP_WAIT_POLICY=passive (spinning OpenMP threads slow small ops 10x on a busy machine)";
   return {};
+}
+
+/// Re-executes the program with OMP_WAIT_POLICY=passive when the variable is unset (OpenMP reads it at
+/// start-up; see configure_cpu_threads). Call first thing in main. Returns when the variable was set
+/// or the re-execution failed.
+inline void ensure_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  ::execv("/proc/self/exe", argv);
 }
 
 }  // namespace grpo

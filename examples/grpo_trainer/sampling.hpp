@@ -107,6 +107,8 @@ struct sampling_options {
   std::int64_t max_new_tokens = 256;
   double temperature = 1.0;  ///< 1 for rollouts; 0 = greedy (argmax)
   std::optional<::at::Generator> generator;  ///< none: torch's default generator (torch::manual_seed)
+  /// Layers whose post-RoPE Q and K the rollout records as it decodes (rollout_batch::q, k); empty: none.
+  std::vector<std::int64_t> capture_layers;
 };
 
 /// A batch of sampled responses. Row r holds sample r % G of prompt r / G (rows prompt-major).
@@ -116,6 +118,12 @@ struct rollout_batch {
   std::vector<rhythm::segment> segments;  ///< {first real prompt token, P, one past the last response token}
   ::torch::Tensor group_ids;              ///< [R] int64: the prompt of each row (GRPO groups)
   std::vector<bool> finished;             ///< the row wrote EOS (else it stopped at max_new_tokens)
+  ::torch::Tensor entropy;  ///< [R, P + M] float32: entropy (nats, temperature 1) of the distribution each response
+                            ///< token was drawn from; 0 elsewhere
+  /// With sampling_options::capture_layers: Q [R, L*Hq, P + M, hd] and K [R, L*Hkv, P + M, hd] of those layers,
+  /// stacked as forward_with_qk stacks them and equal to its output on `tokens` up to float rounding (the
+  /// attention pass, recorded while decoding instead of run again). Undefined otherwise.
+  ::torch::Tensor q, k;
   std::int64_t prompt_width = 0;          ///< P
 
   std::int64_t rows() const { return tokens.size(0); }
@@ -124,7 +132,9 @@ struct rollout_batch {
 /// Samples G responses per prompt with the KV cache, one token per step for all rows, until every
 /// row wrote EOS or max_new_tokens were written. After its EOS a row is fed PAD (masked, not
 /// recorded); whenever a quarter of the cached rows have finished, the finished rows leave the cache,
-/// so that the cost follows the tokens written rather than rows x the longest response.
+/// so that the cost follows the tokens written rather than rows x the longest response. With
+/// capture_layers, each step's Q and K of those layers are copied into the batch's q and k (the last
+/// token of every row is fed once more so that its Q and K are recorded too).
 ///
 /// logp is always the log-probability under the model itself (temperature 1), whatever `temperature`
 /// is: it is what a full forward recomputes and what PPO's ratio needs when rollouts are sampled at
@@ -139,10 +149,37 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
   const auto prompt_valid = prompts.valid.to(device).repeat_interleave(G, 0);
   const std::int64_t R = prompt_tokens.size(0);
 
+  const auto& layers = opt.capture_layers;
+  for (const auto l : layers)
+    if (l < 0 || l >= model->config.n_layers)
+      throw std::out_of_range("sample: capture layer " + std::to_string(l) + " outside [0, " +
+                              std::to_string(model->config.n_layers) + ")");
+  const std::int64_t L = static_cast<std::int64_t>(layers.size()), Hq = model->config.n_heads,
+                     Hkv = model->config.n_kv_heads, hd = model->config.head_dim();
+  std::vector<layer_qk> captured(layers.size());
+  layer_qk* capture = layers.empty() ? nullptr : captured.data();
+  ::torch::Tensor q_all, k_all;
+  if (capture) {
+    q_all = ::torch::zeros({R, L * Hq, P + M, hd}, model->embedding->weight.options());
+    k_all = ::torch::zeros({R, L * Hkv, P + M, hd}, model->embedding->weight.options());
+  }
+  // Copies the captured Q and K of `width` columns from `column` into the rows `batch_rows` (undefined: all).
+  auto record = [&](const ::torch::Tensor& batch_rows, std::int64_t column, std::int64_t width) {
+    for (std::int64_t i = 0; capture && i < L; ++i) {
+      auto q_dst = q_all.narrow(1, i * Hq, Hq).narrow(2, column, width);
+      auto k_dst = k_all.narrow(1, i * Hkv, Hkv).narrow(2, column, width);
+      const auto& c = captured[static_cast<std::size_t>(i)];
+      if (batch_rows.defined()) q_dst.index_copy_(0, batch_rows, c.q), k_dst.index_copy_(0, batch_rows, c.k);
+      else q_dst.copy_(c.q), k_dst.copy_(c.k);
+    }
+  };
+
   auto cache = model->new_cache(R, P + M);
-  auto logits = model->forward_cached(cache, prompt_tokens, prompt_valid).select(1, P - 1);  // [R, V]
+  auto logits = model->forward_cached(cache, prompt_tokens, prompt_valid, layers, capture).select(1, P - 1);  // [R, V]
+  record({}, 0, P);
   auto generated = ::torch::full({R, M}, tokenizer::pad, prompt_tokens.options());
   auto generated_logp = ::torch::zeros({R, M}, logits.options().dtype(::torch::kFloat32));
+  auto generated_entropy = ::torch::zeros({R, M}, logits.options().dtype(::torch::kFloat32));
   auto lengths = ::torch::zeros({R}, prompt_tokens.options());
   // The cache holds the rows still decoding: rows[i] is the batch row of cache row i, done[i] says it wrote EOS.
   auto rows = ::torch::arange(R, prompt_tokens.options());
@@ -161,27 +198,40 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     generated.select(1, steps).index_copy_(0, rows, next);
     const auto next_logp = log_probs.gather(1, next.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0);
     generated_logp.select(1, steps).index_copy_(0, rows, next_logp);
+    const auto entropy = (-(log_probs.exp() * log_probs).sum(-1)).masked_fill(done, 0.0);
+    generated_entropy.select(1, steps).index_copy_(0, rows, entropy);
     lengths.index_add_(0, rows, done.logical_not().to(::torch::kInt64));
     auto was_done = done;
     done = done | next.eq(tokenizer::eos);
     ++steps;
     const std::int64_t live = done.logical_not().sum().item<std::int64_t>();
-    if (steps == M || live == 0) break;
-    if (4 * live <= 3 * live_after_compaction) {  // a quarter fewer rows: drop the finished ones from the cache
-      const auto keep = done.logical_not().nonzero().squeeze(1);
+    if (steps == M || live == 0) {
+      if (capture) {  // the last tokens' Q and K
+        (void)model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1), layers, capture);
+        record(rows, P + steps - 1, 1);
+      }
+      break;
+    }
+    if (4 * live <= 3 * live_after_compaction) {  // a quarter fewer rows: drop those finished before this step
+      const auto keep = was_done.logical_not().nonzero().squeeze(1);  // (an EOS just written is still fed)
       cache.keep_rows(keep);
       rows = rows.index_select(0, keep);
       next = next.index_select(0, keep);
-      done = was_done = ::torch::zeros({live}, done.options());
+      done = done.index_select(0, keep);
+      was_done = was_done.index_select(0, keep);
       live_after_compaction = live;
     }
-    logits = model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1)).select(1, 0);
+    logits = model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1), layers, capture)
+                 .select(1, 0);
+    record(rows, P + steps - 1, 1);
   }
 
   rollout_batch out;
   out.prompt_width = P;
   out.tokens = ::torch::cat({prompt_tokens, generated.narrow(1, 0, steps)}, 1);
   out.logp = ::torch::cat({::torch::zeros({R, P}, generated_logp.options()), generated_logp.narrow(1, 0, steps)}, 1);
+  out.entropy = ::torch::cat({::torch::zeros({R, P}, generated_entropy.options()), generated_entropy.narrow(1, 0, steps)}, 1);
+  if (capture) out.q = q_all.narrow(2, 0, P + steps), out.k = k_all.narrow(2, 0, P + steps);
   out.group_ids = ::torch::arange(R, ::torch::kInt64).div(G, "floor");
   const auto lengths_host = lengths.cpu();
   const auto tokens_host = out.tokens.cpu();

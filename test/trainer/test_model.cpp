@@ -333,4 +333,38 @@ TEST(Sampling, LogProbsOfSampledTokensEqualAFullForward) {
   EXPECT_EQ(grpo::decode_responses(tok, rollout).size(), static_cast<std::size_t>(R));
 }
 
+TEST(Sampling, RecordedQKAndEntropyEqualAFullForward) {
+  // The attention pass recorded while decoding (sampling_options::capture_layers) equals forward_with_qk
+  // on the finished rollouts at every real position, through cache compaction and the last token.
+  auto model = tiny_model(7);
+  const grpo::tokenizer tok;
+  const auto prompts = grpo::encode_prompts(tok, some_prompts());
+  grpo::sampling_options opt;
+  opt.samples_per_prompt = 8;
+  opt.max_new_tokens = 40;
+  opt.generator = ::at::detail::createCPUGenerator(5);
+  opt.capture_layers = {1, 0};
+  const auto rollout = grpo::sample(model, prompts, opt);
+  opt.capture_layers.clear();
+  opt.generator = ::at::detail::createCPUGenerator(5);
+  EXPECT_TRUE(::torch::equal(rollout.tokens, grpo::sample(model, prompts, opt).tokens));  // capture changes nothing
+  const std::int64_t N = rollout.tokens.size(1);
+  const auto real = grpo::valid_mask(rollout.segments, N);
+  ::torch::NoGradGuard no_grad;
+  const auto full = model->forward_with_qk(rollout.tokens, real, {1, 0});
+  ASSERT_EQ(rollout.q.sizes(), full.q.sizes());
+  ASSERT_EQ(rollout.k.sizes(), full.k.sizes());
+  const auto q_diff = max_abs_diff_where(rollout.q.transpose(1, 2), full.q.transpose(1, 2), real);
+  const auto k_diff = max_abs_diff_where(rollout.k.transpose(1, 2), full.k.transpose(1, 2), real);
+  std::printf("  recorded vs full-forward Q, K: max |diff| %.2e, %.2e\n", q_diff, k_diff);
+  EXPECT_LT(q_diff, 1e-5);
+  EXPECT_LT(k_diff, 1e-5);
+  const auto response = rhythm::torch::response_mask(rollout.segments, N);
+  const auto stats = grpo::token_statistics_of(model, rollout.tokens, rollout.segments);
+  EXPECT_LT(max_abs_diff_where(rollout.entropy, stats.entropy, response), 1e-5);
+  EXPECT_TRUE(rollout.entropy.masked_select(response.logical_not()).eq(0).all().item<bool>());
+  opt.capture_layers = {2};
+  EXPECT_THROW(grpo::sample(model, prompts, opt), std::out_of_range);
+}
+
 }  // namespace

@@ -1,0 +1,230 @@
+#pragma once
+/// One GRPO step, in three timed stages:
+///
+///   rollout   `prompts` training problems x G samples at temperature 1 (KV cache), rewards from the verifier
+///   credit    group advantages A_b (Eq. 1); unless the shaping is `grpo`, the attention pass (post-RoPE Q
+///             and K of the capture layers, [R, L*Hq, N, hd] and [R, L*Hkv, N, hd]) and rhythm's pipeline on
+///             them -> gamma [R, N] and A~ = gamma * A. The pass is either recorded by the rollout as it
+///             decodes (--attention-pass capture, the default: no extra forward, its cost is inside the
+///             rollout's time) or a separate no-grad forward after it (--attention-pass forward).
+///   update    the rollouts in `minibatches` shuffled mini-batches, each: a full forward, the PPO-clip loss
+///             (rhythm::torch::ppo_clip_loss, no KL), backward, gradient-norm clip, AdamW
+///
+/// `grpo` skips the attention pass and writes A_b on every response token; `uniform` runs the pass
+/// and the pipeline with gamma = 1, so both give the same update (a test checks it).
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <rhythm/credit/advantages.hpp>
+#include <rhythm/torch.hpp>
+
+#include "model.hpp"
+#include "options.hpp"
+#include "sampling.hpp"
+#include "tasks.hpp"
+#include "tokenizer.hpp"
+
+namespace grpo {
+
+/// Seconds since `start`, after the device's queued work is done.
+inline double seconds_since(std::chrono::steady_clock::time_point start, const ::torch::Device& device) {
+  if (device.is_cuda()) ::torch::cuda::synchronize();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// What a step did; a JSON line of metrics.hpp and the progress line.
+struct step_stats {
+  std::int64_t step = 0;
+  double reward = 0.0;            ///< mean reward of the rollouts (= accuracy: rewards are 0 or 1)
+  double signal_groups = 0.0;     ///< share of groups whose rewards differ (the others carry no gradient)
+  double response_length = 0.0;   ///< mean response tokens (EOS included)
+  std::int64_t rollout_tokens = 0;
+  rhythm::pipeline_diagnostics credit;  ///< zero for `grpo` (no pipeline run)
+  double loss = 0.0, clip_fraction = 0.0, ratio = 0.0, grad_norm = 0.0;  ///< means over mini-batches
+  double t_rollout = 0.0, t_attention = 0.0, t_credit = 0.0, t_update = 0.0;  ///< seconds
+
+  double seconds() const { return t_rollout + t_attention + t_credit + t_update; }
+};
+
+/// gamma [R, N] and shaped advantages [R, N], float32 on the CPU.
+struct credit_assignment {
+  ::torch::Tensor gamma, shaped;
+  rhythm::pipeline_diagnostics diagnostics;
+};
+
+/// rhythm's parameters from the trainer's options.
+inline rhythm::pipeline_params pipeline_params_of(const trainer_options& opt) {
+  rhythm::pipeline_params p;
+  p.signals.window = opt.window;
+  p.signals.horizon_lo = opt.horizon_lo;
+  p.signals.horizon_hi = opt.horizon_hi;
+  p.groups.fraction = opt.head_fraction;
+  p.tokens.q = opt.q;
+  p.tokens.bottom = opt.bottom_q;
+  p.advantages.std_normalise = !opt.dr_grpo;
+  p.shaping.sign = parse_sign(opt.sign);
+  p.shaping.bottom = opt.bottom_q;
+  return p;
+}
+
+/// Plain GRPO: A_b on every response token of row b (gamma = 1).
+inline credit_assignment group_advantage_credit(const rollout_batch& rollouts, const ::torch::Tensor& rewards,
+                                                const trainer_options& opt) {
+  const std::int64_t R = rollouts.rows(), N = rollouts.tokens.size(1);
+  auto advantages = ::torch::zeros({R}, ::torch::kFloat32);
+  const auto group_ids = rollouts.group_ids.contiguous();
+  rhythm::grpo_advantages(rhythm::exec::seq{}, rhythm::torch::view<const float, 1>(rewards, "rewards"),
+                          rhythm::torch::view<const std::int64_t, 1>(group_ids, "group_ids"),
+                          rhythm::torch::view<float, 1>(advantages, "advantages"), pipeline_params_of(opt).advantages);
+  const auto mask = rhythm::torch::response_mask(rollouts.segments, N);
+  return {::torch::ones({R, N}), advantages.unsqueeze(1) * mask.to(::torch::kFloat32), {}};
+}
+
+/// The attention pass and rhythm's pipeline with the chosen policy. `step` seeds the `random` policy.
+inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& rollouts, const ::torch::Tensor& rewards,
+                                       const trainer_options& opt, const std::vector<std::int64_t>& layers,
+                                       rhythm::credit_pipeline& pipeline, std::int64_t step, double& t_attention) {
+  const auto device = model->embedding->weight.device();
+  auto start = std::chrono::steady_clock::now();
+  ::torch::Tensor q = rollouts.q, k = rollouts.k;
+  if (!q.defined()) {
+    ::torch::NoGradGuard no_grad;
+    const auto valid = valid_mask(rollouts.segments, rollouts.tokens.size(1)).to(device);
+    auto qk = model->forward_with_qk(rollouts.tokens, valid, layers);
+    q = qk.q, k = qk.k;
+  }
+  q = q.cpu(), k = k.cpu();  // rhythm's CPU backend (no copy on the CPU)
+  const auto entropies = rollouts.entropy.cpu();
+  t_attention = seconds_since(start, device);
+
+  const auto params = pipeline_params_of(opt);
+  const rhythm::torch::segments_arg segments(rollouts.segments);
+  auto run = [&](const auto& policy) {
+    auto out = rhythm::torch::credit_from_qk(pipeline, q, k, segments, rewards, rollouts.group_ids, policy, params,
+                                             opt.threads);
+    return credit_assignment{out.gamma, out.shaped, out.diagnostics};
+  };
+  namespace shaping = rhythm::shaping;
+  switch (parse_shaping(opt.shaping)) {
+    case shaping_kind::local_chunk: return run(shaping::local_chunk{opt.gamma_amp});
+    case shaping_kind::global_anchor: return run(shaping::global_anchor{opt.gamma_amp});
+    case shaping_kind::coupled_rhythm: return run(shaping::coupled_rhythm{opt.gamma_amp, opt.alpha});
+    case shaping_kind::random: return run(shaping::random{opt.gamma_amp, opt.q, static_cast<std::uint64_t>(step)});
+    case shaping_kind::entropy: {
+      auto out = rhythm::torch::credit_from_qk(pipeline, q, k, segments, rewards, rollouts.group_ids, entropies,
+                                               shaping::entropy{opt.gamma_amp, opt.q}, params, opt.threads);
+      return credit_assignment{out.gamma, out.shaped, out.diagnostics};
+    }
+    default: return run(shaping::uniform{});
+  }
+}
+
+/// PPO-clip over shuffled mini-batches (one pass). Fills loss, clip_fraction, ratio and grad_norm.
+inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer, const rollout_batch& rollouts,
+                       const ::torch::Tensor& shaped, const trainer_options& opt, std::mt19937_64& rng,
+                       step_stats& stats) {
+  const auto device = model->embedding->weight.device();
+  std::vector<std::int64_t> order(static_cast<std::size_t>(rollouts.rows()));
+  std::iota(order.begin(), order.end(), std::int64_t{0});
+  shuffle(rng, order);
+  const rhythm::ppo_params ppo{opt.clip_epsilon, opt.clip_epsilon_high, rhythm::ppo_aggregation::seq_mean_token_mean};
+  const auto parts = static_cast<std::size_t>(opt.minibatches);
+  for (std::size_t m = 0; m < parts; ++m) {
+    const std::vector<std::int64_t> rows(order.begin() + static_cast<std::ptrdiff_t>(m * order.size() / parts),
+                                         order.begin() + static_cast<std::ptrdiff_t>((m + 1) * order.size() / parts));
+    std::vector<rhythm::segment> segments;
+    for (const auto r : rows) segments.push_back(rollouts.segments[static_cast<std::size_t>(r)]);
+    const auto index = ::torch::tensor(rows, ::torch::kInt64);
+    const auto tokens = rollouts.tokens.index_select(0, index.to(device));
+    const auto logp_new = token_statistics_of(model, tokens, segments, /*with_entropy=*/false).logp;
+    const auto result = rhythm::torch::ppo_clip_loss(logp_new, rollouts.logp.index_select(0, index.to(device)),
+                                                     shaped.index_select(0, index).to(device), segments, ppo);
+    optimizer.zero_grad();
+    result.loss.backward();
+    const double norm = ::torch::nn::utils::clip_grad_norm_(model->parameters(), opt.grad_clip);
+    optimizer.step();
+    stats.loss += result.loss.item<double>() / double(parts);
+    stats.clip_fraction += result.clip_fraction / double(parts);
+    stats.ratio += result.mean_ratio / double(parts);
+    stats.grad_norm += norm / double(parts);
+  }
+}
+
+/// Rewards [R] float32 (CPU) of the rollouts of `problems` (row r answers problems[r / G]).
+inline ::torch::Tensor rewards_of(const task& t, const tokenizer& tok, std::span<const problem> problems,
+                                  const rollout_batch& rollouts, std::int64_t G) {
+  const auto responses = decode_responses(tok, rollouts);
+  auto rewards = ::torch::zeros({rollouts.rows()}, ::torch::kFloat32);
+  auto acc = rewards.accessor<float, 1>();
+  for (std::int64_t r = 0; r < rollouts.rows(); ++r)
+    acc[r] = t.verify(problems[static_cast<std::size_t>(r / G)], responses[static_cast<std::size_t>(r)]);
+  return rewards;
+}
+
+/// Everything one GRPO step reads and advances.
+struct grpo_context {
+  transformer& model;
+  ::torch::optim::Optimizer& optimizer;
+  rhythm::credit_pipeline& pipeline;
+  const task& problems_task;
+  const tokenizer& tok;
+  const trainer_options& opt;
+  std::vector<std::int64_t> capture_layers;
+  std::mt19937_64& problem_rng;
+  ::at::Generator sampling;
+};
+
+/// One GRPO step (see the file comment).
+inline step_stats grpo_step(grpo_context& ctx, std::int64_t step) {
+  const auto& opt = ctx.opt;
+  const auto device = ctx.model->embedding->weight.device();
+  step_stats stats;
+  stats.step = step;
+
+  auto start = std::chrono::steady_clock::now();
+  std::vector<problem> problems;
+  std::vector<std::string> prompts;
+  for (std::int64_t i = 0; i < opt.prompts; ++i) {
+    problems.push_back(ctx.problems_task.generate(ctx.problem_rng, split::train, opt.level));
+    prompts.push_back(problems.back().prompt);
+  }
+  sampling_options sampling;
+  sampling.samples_per_prompt = opt.group;
+  sampling.max_new_tokens = opt.max_new_tokens;
+  sampling.generator = ctx.sampling;
+  if (parse_shaping(opt.shaping) != shaping_kind::grpo && opt.attention_pass == "capture")
+    sampling.capture_layers = ctx.capture_layers;
+  const auto rollouts = sample(ctx.model, encode_prompts(ctx.tok, prompts), sampling);
+  const auto rewards = rewards_of(ctx.problems_task, ctx.tok, problems, rollouts, opt.group);
+  stats.t_rollout = seconds_since(start, device);
+
+  for (const auto& s : rollouts.segments) stats.rollout_tokens += s.end - s.response_begin;
+  stats.response_length = double(stats.rollout_tokens) / double(rollouts.rows());
+  stats.reward = rewards.mean().item<double>();
+  const auto per_group = rewards.view({opt.prompts, opt.group});
+  stats.signal_groups = (per_group.amax(1) > per_group.amin(1)).to(::torch::kFloat64).mean().item<double>();
+
+  start = std::chrono::steady_clock::now();
+  credit_assignment credit;
+  if (parse_shaping(opt.shaping) == shaping_kind::grpo) {
+    credit = group_advantage_credit(rollouts, rewards, opt);
+  } else {
+    credit = rhythm_credit(ctx.model, rollouts, rewards, opt, ctx.capture_layers, ctx.pipeline, step, stats.t_attention);
+  }
+  stats.credit = credit.diagnostics;
+  stats.t_credit = seconds_since(start, device) - stats.t_attention;
+
+  start = std::chrono::steady_clock::now();
+  ppo_update(ctx.model, ctx.optimizer, rollouts, credit.shaped, opt, ctx.problem_rng, stats);
+  stats.t_update = seconds_since(start, device);
+  return stats;
+}
+
+}  // namespace grpo
