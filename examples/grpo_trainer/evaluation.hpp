@@ -5,11 +5,14 @@
 ///   evaluate            greedy pass@1 (one argmax decode per problem) and sampled avg@k (k samples at
 ///                       temperature 1, mean reward); its own generator, reseeded per call, so that
 ///                       evaluating never changes what training samples
+///   warm_start_batches  written solutions in batches of similar length
 ///   warm_start_step     one supervised step on written solutions: loss = mean over sequences of the mean
 ///                       negative log-likelihood of the response tokens (EOS included)
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
+#include <utility>
 #include <cstdint>
 #include <random>
 #include <span>
@@ -81,16 +84,59 @@ inline eval_result evaluate(transformer& model, const task& t, const tokenizer& 
   return out;
 }
 
-/// One supervised step on `batch_size` training problems with written solutions; returns the loss.
-inline double warm_start_step(transformer& model, ::torch::optim::Optimizer& optimizer, const task& t,
-                              const tokenizer& tok, int level, std::int64_t batch_size, std::mt19937_64& rng) {
-  const auto device = model->embedding->weight.device();
-  std::vector<std::string> prompts, solutions;
-  for (std::int64_t i = 0; i < batch_size; ++i) {
-    const auto p = t.generate(rng, split::train, level);
-    prompts.push_back(p.prompt);
-    solutions.push_back(t.write_solution(p, rng));
+/// Written solutions for the warm start, served in batches of similar length: `pool` batches are drawn
+/// at once, sorted by solution length, cut into batches and served in a shuffled order (padding to the
+/// longest row of a batch then costs little).
+class warm_start_batches {
+ public:
+  warm_start_batches(const task& t, int level, std::int64_t batch_size, std::int64_t pool = 8)
+      : task_(t), level_(level), batch_(batch_size), pool_(pool) {}
+
+  /// The next batch: prompts and their solutions.
+  std::pair<std::vector<std::string>, std::vector<std::string>> next(std::mt19937_64& rng) {
+    if (ready_.empty()) refill(rng);
+    auto out = std::move(ready_.back());
+    ready_.pop_back();
+    return out;
   }
+
+ private:
+  void refill(std::mt19937_64& rng) {
+    std::vector<std::pair<std::string, std::string>> drawn;
+    for (std::int64_t i = 0; i < batch_ * pool_; ++i) {
+      const auto p = task_.generate(rng, split::train, level_);
+      drawn.emplace_back(p.prompt, task_.write_solution(p, rng));
+    }
+    std::stable_sort(drawn.begin(), drawn.end(),
+                     [](const auto& a, const auto& b) { return a.second.size() < b.second.size(); });
+    for (std::int64_t b = 0; b < pool_; ++b) {
+      ready_.emplace_back();
+      for (std::int64_t i = b * batch_; i < (b + 1) * batch_; ++i) {
+        ready_.back().first.push_back(drawn[static_cast<std::size_t>(i)].first);
+        ready_.back().second.push_back(drawn[static_cast<std::size_t>(i)].second);
+      }
+    }
+    shuffle(rng, ready_);
+  }
+
+  const task& task_;
+  int level_;
+  std::int64_t batch_, pool_;
+  std::vector<std::pair<std::vector<std::string>, std::vector<std::string>>> ready_;
+};
+
+/// Learning rate of warm-start step s (0-based) of `steps`: linear warm-up to `peak` over `warmup` steps,
+/// then a cosine decay to peak / 10 at the last step.
+inline double warm_start_learning_rate(std::int64_t s, std::int64_t steps, double peak, std::int64_t warmup) {
+  if (s < warmup) return peak * double(s + 1) / double(warmup);
+  const double progress = steps > warmup + 1 ? double(s - warmup) / double(steps - warmup - 1) : 1.0;
+  return peak * (0.1 + 0.45 * (1.0 + std::cos(3.141592653589793 * std::min(progress, 1.0))));
+}
+
+/// One supervised step on a batch of prompts and written solutions; returns the loss.
+inline double warm_start_step(transformer& model, ::torch::optim::Optimizer& optimizer, const tokenizer& tok,
+                              const std::vector<std::string>& prompts, const std::vector<std::string>& solutions) {
+  const auto device = model->embedding->weight.device();
   const auto batch = encode_sequences(tok, prompts, solutions);
   const auto tokens = batch.tokens.to(device);
   const auto mask = rhythm::torch::response_mask(batch.segments, tokens.size(1)).to(device).to(::torch::kFloat32);

@@ -12,10 +12,18 @@
 ///
 /// `grpo` skips the attention pass and writes A_b on every response token; `uniform` runs the pass
 /// and the pipeline with gamma = 1, so both give the same update (a test checks it).
+///
+/// Groups whose rewards all agree have A_b = 0 on every row, so gamma cannot change their advantage and
+/// their PPO gradient is exactly zero: the pipeline and the update run on the rows of the other groups
+/// only ("signal rows"; gamma = 1 elsewhere). The update's mean over sequences is therefore over signal
+/// rows, which rescales the gradient by a constant per step; AdamW's step is invariant to that scale
+/// (up to its epsilon), the gradient-norm clip is not. A step without a signal row makes no update.
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <numeric>
 #include <random>
 #include <span>
@@ -87,55 +95,89 @@ inline credit_assignment group_advantage_credit(const rollout_batch& rollouts, c
   return {::torch::ones({R, N}), advantages.unsqueeze(1) * mask.to(::torch::kFloat32), {}};
 }
 
-/// The attention pass and rhythm's pipeline with the chosen policy. `step` seeds the `random` policy.
+/// The rows of the groups whose rewards differ (rewards [R] float32, group_ids [R] int64, on the CPU).
+inline std::vector<std::int64_t> signal_rows(const ::torch::Tensor& rewards, const ::torch::Tensor& group_ids) {
+  const auto r = rewards.contiguous(), g = group_ids.contiguous();
+  const auto* reward = r.data_ptr<float>();
+  const auto* group = g.data_ptr<std::int64_t>();
+  std::map<std::int64_t, std::pair<float, float>> range;  // group -> (min, max)
+  for (std::int64_t i = 0; i < r.numel(); ++i) {
+    auto [it, fresh] = range.try_emplace(group[i], reward[i], reward[i]);
+    if (!fresh) it->second = {std::min(it->second.first, reward[i]), std::max(it->second.second, reward[i])};
+  }
+  std::vector<std::int64_t> rows;
+  for (std::int64_t i = 0; i < r.numel(); ++i)
+    if (range[group[i]].first < range[group[i]].second) rows.push_back(i);
+  return rows;
+}
+
+/// The attention pass and rhythm's pipeline with the chosen policy, on the signal rows (the file
+/// comment); gamma = 1 and A~ = 0 on the other rows. `step` seeds the `random` policy.
 inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& rollouts, const ::torch::Tensor& rewards,
                                        const trainer_options& opt, const std::vector<std::int64_t>& layers,
                                        rhythm::credit_pipeline& pipeline, std::int64_t step, double& t_attention) {
   const auto device = model->embedding->weight.device();
+  const std::int64_t R = rollouts.rows(), N = rollouts.tokens.size(1);
+  credit_assignment full{::torch::ones({R, N}), ::torch::zeros({R, N}), {}};
+  const auto rows = signal_rows(rewards, rollouts.group_ids);
+  t_attention = 0.0;
+  if (rows.empty()) return full;
+  const auto index = ::torch::tensor(rows, ::torch::kInt64);
+  std::vector<rhythm::segment> segments;
+  for (const auto r : rows) segments.push_back(rollouts.segments[static_cast<std::size_t>(r)]);
+
   auto start = std::chrono::steady_clock::now();
   ::torch::Tensor q = rollouts.q, k = rollouts.k;
-  if (!q.defined()) {
+  if (q.defined()) {
+    q = q.index_select(0, index.to(device)), k = k.index_select(0, index.to(device));
+  } else {
     ::torch::NoGradGuard no_grad;
-    const auto valid = valid_mask(rollouts.segments, rollouts.tokens.size(1)).to(device);
-    auto qk = model->forward_with_qk(rollouts.tokens, valid, layers);
+    const auto tokens = rollouts.tokens.index_select(0, index.to(device));
+    auto qk = model->forward_with_qk(tokens, valid_mask(segments, N).to(device), layers);
     q = qk.q, k = qk.k;
   }
-  q = q.cpu(), k = k.cpu();  // rhythm's CPU backend (no copy on the CPU)
-  const auto entropies = rollouts.entropy.cpu();
+  q = q.cpu(), k = k.cpu();  // rhythm's CPU backend
+  const auto entropies = rollouts.entropy.index_select(0, index.to(device)).cpu();
   t_attention = seconds_since(start, device);
 
   const auto params = pipeline_params_of(opt);
-  const rhythm::torch::segments_arg segments(rollouts.segments);
+  const auto sub_rewards = rewards.index_select(0, index), sub_groups = rollouts.group_ids.index_select(0, index);
   auto run = [&](const auto& policy) {
-    auto out = rhythm::torch::credit_from_qk(pipeline, q, k, segments, rewards, rollouts.group_ids, policy, params,
-                                             opt.threads);
-    return credit_assignment{out.gamma, out.shaped, out.diagnostics};
+    if constexpr (rhythm::detail::policy_needs_entropies<std::decay_t<decltype(policy)>>())
+      return rhythm::torch::credit_from_qk(pipeline, q, k, segments, sub_rewards, sub_groups, entropies, policy, params,
+                                           opt.threads);
+    else
+      return rhythm::torch::credit_from_qk(pipeline, q, k, segments, sub_rewards, sub_groups, policy, params, opt.threads);
   };
   namespace shaping = rhythm::shaping;
+  rhythm::torch::credit_tensors out;
   switch (parse_shaping(opt.shaping)) {
-    case shaping_kind::local_chunk: return run(shaping::local_chunk{opt.gamma_amp});
-    case shaping_kind::global_anchor: return run(shaping::global_anchor{opt.gamma_amp});
-    case shaping_kind::coupled_rhythm: return run(shaping::coupled_rhythm{opt.gamma_amp, opt.alpha});
-    case shaping_kind::random: return run(shaping::random{opt.gamma_amp, opt.q, static_cast<std::uint64_t>(step)});
-    case shaping_kind::entropy: {
-      auto out = rhythm::torch::credit_from_qk(pipeline, q, k, segments, rewards, rollouts.group_ids, entropies,
-                                               shaping::entropy{opt.gamma_amp, opt.q}, params, opt.threads);
-      return credit_assignment{out.gamma, out.shaped, out.diagnostics};
-    }
-    default: return run(shaping::uniform{});
+    case shaping_kind::local_chunk: out = run(shaping::local_chunk{opt.gamma_amp}); break;
+    case shaping_kind::global_anchor: out = run(shaping::global_anchor{opt.gamma_amp}); break;
+    case shaping_kind::coupled_rhythm: out = run(shaping::coupled_rhythm{opt.gamma_amp, opt.alpha}); break;
+    case shaping_kind::random: out = run(shaping::random{opt.gamma_amp, opt.q, static_cast<std::uint64_t>(step)}); break;
+    case shaping_kind::entropy: out = run(shaping::entropy{opt.gamma_amp, opt.q}); break;
+    default: out = run(shaping::uniform{});
   }
+  full.gamma.index_copy_(0, index, out.gamma);
+  full.shaped.index_copy_(0, index, out.shaped);
+  full.diagnostics = out.diagnostics;
+  return full;
 }
 
-/// PPO-clip over shuffled mini-batches (one pass). Fills loss, clip_fraction, ratio and grad_norm.
+/// PPO-clip over the rows with a nonzero advantage, shuffled, in mini-batches (one pass; the file
+/// comment). Fills loss, clip_fraction, ratio and grad_norm (means over mini-batches).
 inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer, const rollout_batch& rollouts,
                        const ::torch::Tensor& shaped, const trainer_options& opt, std::mt19937_64& rng,
                        step_stats& stats) {
   const auto device = model->embedding->weight.device();
-  std::vector<std::int64_t> order(static_cast<std::size_t>(rollouts.rows()));
-  std::iota(order.begin(), order.end(), std::int64_t{0});
+  const auto has_advantage = shaped.ne(0).any(1);
+  std::vector<std::int64_t> order;
+  for (std::int64_t r = 0; r < rollouts.rows(); ++r)
+    if (has_advantage[r].item<bool>()) order.push_back(r);
   shuffle(rng, order);
   const rhythm::ppo_params ppo{opt.clip_epsilon, opt.clip_epsilon_high, rhythm::ppo_aggregation::seq_mean_token_mean};
-  const auto parts = static_cast<std::size_t>(opt.minibatches);
+  const auto parts = std::min(static_cast<std::size_t>(opt.minibatches), order.size());
   for (std::size_t m = 0; m < parts; ++m) {
     const std::vector<std::int64_t> rows(order.begin() + static_cast<std::ptrdiff_t>(m * order.size() / parts),
                                          order.begin() + static_cast<std::ptrdiff_t>((m + 1) * order.size() / parts));

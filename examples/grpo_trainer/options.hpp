@@ -58,7 +58,7 @@ struct trainer_options {
   std::string task = "countdown";
   int level = 0;                   ///< task difficulty level (0, 1, 2)
   std::uint64_t seed = 1;          ///< problems, initial weights, sampling
-  std::string device = "cpu";      ///< cpu, cuda or auto (cuda when available)
+  std::string device = "auto";     ///< cpu, cuda or auto (cuda when LibTorch has it)
   int threads = 2;                 ///< CPU intra-op threads (torch and rhythm)
   std::string out_dir = "runs/grpo";
   bool quiet = false;              ///< no progress line per step (metrics are still written)
@@ -69,17 +69,17 @@ struct trainer_options {
   std::string attention_pass = "capture";    ///< capture: Q/K recorded while sampling; forward: a separate pass
 
   // Warm start (supervised, on written solutions)
-  std::int64_t sft_steps = 1500;
+  std::int64_t sft_steps = 1200;
   std::int64_t sft_batch = 64;
-  double sft_lr = 2e-3;
-  std::int64_t sft_warmup = 100;   ///< linear warm-up steps, then constant
+  double sft_lr = 5e-3;
+  std::int64_t sft_warmup = 50;    ///< linear warm-up steps, then a cosine decay to sft_lr / 10
   std::string init_from;           ///< a checkpoint file to start GRPO from (skips the warm start)
 
   // GRPO
-  std::int64_t rl_steps = 200;
+  std::int64_t rl_steps = 160;
   std::int64_t prompts = 16;       ///< problems per step
   std::int64_t group = 8;          ///< G samples per problem
-  std::int64_t max_new_tokens = 200;
+  std::int64_t max_new_tokens = 128;
   std::int64_t minibatches = 2;    ///< PPO mini-batches per step (one pass over the rollouts)
   double rl_lr = 3e-4;
   double weight_decay = 0.0;
@@ -96,7 +96,7 @@ struct trainer_options {
   double head_fraction = 0.3;
 
   // Evaluation and checkpoints
-  std::int64_t eval_every = 50;    ///< GRPO steps between held-out evaluations (and at the start and end)
+  std::int64_t eval_every = 20;    ///< GRPO steps between held-out evaluations (and at the start and end)
   std::int64_t eval_problems = 256;
   std::int64_t eval_k = 4;         ///< samples per problem for avg@k
   std::int64_t checkpoint_every = 50;

@@ -125,9 +125,11 @@ inline run_summary run_training(const trainer_options& opt, const task* task_ove
     std::mt19937_64 rng(opt.seed);
     ::torch::optim::AdamW sft(model->parameters(), ::torch::optim::AdamWOptions(opt.sft_lr).weight_decay(0.0));
     double recent = 0;
+    warm_start_batches batches(t, opt.level, opt.sft_batch);
     for (std::int64_t s = 0; s < opt.sft_steps; ++s) {
-      set_learning_rate(sft, opt.sft_lr * std::min(1.0, double(s + 1) / double(std::max<std::int64_t>(opt.sft_warmup, 1))));
-      recent += warm_start_step(model, sft, t, tok, opt.level, opt.sft_batch, rng);
+      set_learning_rate(sft, warm_start_learning_rate(s, opt.sft_steps, opt.sft_lr, opt.sft_warmup));
+      const auto [prompts, solutions] = batches.next(rng);
+      recent += warm_start_step(model, sft, tok, prompts, solutions);
       if ((s + 1) % 100 == 0 || s + 1 == opt.sft_steps) {
         const auto count = double((s + 1) % 100 == 0 ? 100 : (s + 1) % 100);
         const double seconds = seconds_since(start, device);

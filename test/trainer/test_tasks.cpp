@@ -105,7 +105,13 @@ TEST(Tasks, WrittenSolutionsVerifyTokenizeAndHaveTheTargetLength) {
       }
       std::printf("  %-10s level %d: %3d solutions: min %3zu mean %5.1f max %3zu; longest BOS+prompt+solution+EOS %zu\n",
                   task.name.c_str(), level, count, shortest, double(total) / count, longest, longest_sequence);
-      EXPECT_GE(shortest, 60u) << task.name << " level " << level;
+      // Countdown level 0 shows 1-2 failed attempts (~60 characters on average): longer traces left the
+      // warm start near chance accuracy within the demo's budget (README, "The reference trainer").
+      const std::size_t floor = task.name == "countdown" && level == 0 ? 35u : 60u;
+      EXPECT_GE(shortest, floor) << task.name << " level " << level;
+      if (task.name == "countdown" && level == 0) {
+        EXPECT_GE(double(total) / count, 55.0);
+      }
       EXPECT_LE(longest, 300u) << task.name << " level " << level;
     }
 }

@@ -36,14 +36,14 @@ struct params {
   int count = 3;          ///< numbers per problem (2 to 5)
   int max_number = 20;    ///< numbers in [1, max_number]
   int max_target = 100;   ///< targets in [1, max_target]
-  int min_failed = 3;     ///< failed derivations the writer shows before the right one, at least ...
-  int max_failed = 7;     ///< ... and at most
+  int min_failed = 1;     ///< failed derivations the writer shows before the right one, at least ...
+  int max_failed = 2;     ///< ... and at most
 };
 
 /// Level 0: three numbers up to 20; level 1: four numbers up to 20; level 2: four numbers up to 40, targets up to 300.
 inline params params_for_level(int level) {
   switch (level) {
-    case 0: return {3, 20, 100, 3, 7};
+    case 0: return {3, 20, 100, 1, 2};
     case 1: return {4, 20, 100, 2, 5};
     case 2: return {4, 40, 300, 2, 5};
     default: throw std::invalid_argument("countdown: difficulty level " + std::to_string(level) + " outside [0, 2]");
