@@ -79,6 +79,12 @@ inline rhythm::pipeline_params pipeline_params_of(const trainer_options& opt) {
   p.advantages.std_normalise = !opt.dr_grpo;
   p.shaping.sign = parse_sign(opt.sign);
   p.shaping.bottom = opt.bottom_q;
+  p.pooled_groups = opt.pooled_groups;
+  p.tokens.dominance_window = opt.dominance_window;
+  p.tokens.dominance_threshold = opt.dominance_threshold == "median" ? rhythm::dominance_threshold_mode::median_delta
+                                                                       : rhythm::dominance_threshold_mode::loc_threshold;
+  p.shaping.floor = opt.gamma_floor;
+  p.shaping.mean_preserving = opt.mean_preserving;
   return p;
 }
 
@@ -171,10 +177,9 @@ inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer,
                        const ::torch::Tensor& shaped, const trainer_options& opt, std::mt19937_64& rng,
                        step_stats& stats) {
   const auto device = model->embedding->weight.device();
-  const auto has_advantage = shaped.ne(0).any(1);
-  std::vector<std::int64_t> order;
-  for (std::int64_t r = 0; r < rollouts.rows(); ++r)
-    if (has_advantage[r].item<bool>()) order.push_back(r);
+  const auto with_advantage = shaped.ne(0).any(1).nonzero().squeeze(1).contiguous();
+  std::vector<std::int64_t> order(with_advantage.data_ptr<std::int64_t>(),
+                                  with_advantage.data_ptr<std::int64_t>() + with_advantage.numel());
   shuffle(rng, order);
   const rhythm::ppo_params ppo{opt.clip_epsilon, opt.clip_epsilon_high, rhythm::ppo_aggregation::seq_mean_token_mean};
   const auto parts = std::min(static_cast<std::size_t>(opt.minibatches), order.size());

@@ -94,6 +94,11 @@ struct trainer_options {
   double q = 0.4, gamma_amp = 1.5, alpha = 0.5;
   std::int64_t window = 10, horizon_lo = 10, horizon_hi = 100;
   double head_fraction = 0.3;
+  bool pooled_groups = false;      ///< rank heads over the step's signal rows instead of per sequence
+  std::int64_t dominance_window = 3;
+  std::string dominance_threshold = "loc";  ///< tau_Delta: loc (the T_loc threshold) or median (of Delta)
+  double gamma_floor = 0.0;        ///< lower bound on gamma; 0: none
+  bool mean_preserving = false;    ///< rescale each shaped response to mean gamma 1
 
   // Evaluation and checkpoints
   std::int64_t eval_every = 20;    ///< GRPO steps between held-out evaluations (and at the start and end)
@@ -173,6 +178,14 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
   app.add_option("--horizon-hi", opt.horizon_hi, "FAI horizon H_hi")->capture_default_str()->check(non_negative);
   app.add_option("--head-fraction", opt.head_fraction, "share of heads per group")->capture_default_str()
       ->check(CLI::Range(1e-9, 1.0));
+  app.add_flag("--pooled-groups", opt.pooled_groups, "rank heads over the batch instead of per sequence");
+  app.add_option("--dominance-window", opt.dominance_window, "k: an anchor looks back at the jumps of [t-k, t-1]")
+      ->capture_default_str()->check(positive);
+  app.add_option("--dominance-threshold", opt.dominance_threshold, "tau_Delta: loc (T_loc threshold) or median")
+      ->capture_default_str()->check(CLI::IsMember({"loc", "median"}));
+  app.add_option("--gamma-floor", opt.gamma_floor, "lower bound on gamma (0: none)")->capture_default_str()
+      ->check(non_negative);
+  app.add_flag("--mean-preserving", opt.mean_preserving, "rescale each shaped response to mean gamma 1");
 
   app.add_option("--eval-every", opt.eval_every, "GRPO steps between evaluations")->capture_default_str()
       ->check(positive);

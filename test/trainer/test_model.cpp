@@ -283,14 +283,20 @@ TEST(Sampling, GreedyIsDeterministic) {
       EXPECT_EQ(logits[r][t - 1].argmax().item<std::int64_t>(), a.tokens[r][t].item<std::int64_t>());
 }
 
+/// 8 samples per prompt, at most 40 new tokens, a CPU generator seeded with `seed`.
+grpo::sampling_options eight_samples(std::uint64_t seed) {
+  grpo::sampling_options opt;
+  opt.samples_per_prompt = 8;
+  opt.max_new_tokens = 40;
+  opt.generator = ::at::detail::createCPUGenerator(seed);
+  return opt;
+}
+
 TEST(Sampling, LogProbsOfSampledTokensEqualAFullForward) {
   auto model = tiny_model(6);
   const grpo::tokenizer tok;
   const auto prompts = grpo::encode_prompts(tok, some_prompts());
-  grpo::sampling_options opt;
-  opt.samples_per_prompt = 8;
-  opt.max_new_tokens = 40;
-  opt.generator = ::at::detail::createCPUGenerator(99);
+  auto opt = eight_samples(99);
   const auto rollout = grpo::sample(model, prompts, opt);
   opt.generator = ::at::detail::createCPUGenerator(99);
   EXPECT_TRUE(::torch::equal(rollout.tokens, grpo::sample(model, prompts, opt).tokens));  // seeded
@@ -339,10 +345,7 @@ TEST(Sampling, RecordedQKAndEntropyEqualAFullForward) {
   auto model = tiny_model(7);
   const grpo::tokenizer tok;
   const auto prompts = grpo::encode_prompts(tok, some_prompts());
-  grpo::sampling_options opt;
-  opt.samples_per_prompt = 8;
-  opt.max_new_tokens = 40;
-  opt.generator = ::at::detail::createCPUGenerator(5);
+  auto opt = eight_samples(5);
   opt.capture_layers = {1, 0};
   const auto rollout = grpo::sample(model, prompts, opt);
   opt.capture_layers.clear();
