@@ -7,7 +7,8 @@
 ///                in its text form), the sampling generator's state, and the model's shape (checked on load)
 ///
 /// Writes are atomic: the archive goes to `path.tmp`, which is then renamed over `path`, so a crash
-/// leaves either the previous checkpoint or the new one, never half of one.
+/// leaves either the previous checkpoint or the new one, never half of one. Loading maps every tensor
+/// to the model's device (a CPU warm start can start a CUDA run).
 #include <torch/torch.h>
 
 #include <cstdint>
@@ -25,7 +26,7 @@ namespace grpo {
 struct run_state {
   std::string phase = "warm_start";  ///< what the checkpoint ends: "warm_start" or "rl"
   std::int64_t step = 0;             ///< the next step of that phase
-  std::mt19937_64 problem_rng;       ///< draws training problems and mini-batch orders
+  std::mt19937_64 problem_rng;       ///< draws training problems
   ::torch::Tensor sampling_state;    ///< the rollout generator's state (at::Generator::get_state)
 };
 
@@ -58,8 +59,13 @@ inline void save_checkpoint(const std::string& path, transformer& model, ::torch
   archive.write("model_shape", ::c10::IValue(detail::shape_key(model->config)));
   const std::filesystem::path target(path), temporary(path + ".tmp");
   if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  archive.save_to(temporary.string());
-  std::filesystem::rename(temporary, target);
+  try {
+    archive.save_to(temporary.string());
+    std::filesystem::rename(temporary, target);
+  } catch (...) {
+    std::filesystem::remove(temporary);
+    throw;
+  }
 }
 
 /// Reads a checkpoint into `model` (whose shape must match the one saved), `optimizer` (when given;
@@ -67,7 +73,7 @@ inline void save_checkpoint(const std::string& path, transformer& model, ::torch
 inline run_state load_checkpoint(const std::string& path, transformer& model, ::torch::optim::Optimizer* optimizer) {
   if (!std::filesystem::is_regular_file(path)) throw std::runtime_error("checkpoint '" + path + "': no such file");
   ::torch::serialize::InputArchive archive;
-  archive.load_from(path);
+  archive.load_from(path, model->embedding->weight.device());
   ::c10::IValue value;
   archive.read("model_shape", value);
   const auto expected = detail::shape_key(model->config);

@@ -8,8 +8,9 @@
 /// paired difference of pass@1 against `grpo` (mean of per-seed differences, same interval), and the
 /// step time split.
 ///
-/// Files under out_dir: <task>/seed<s>/warm_start/ and <task>/seed<s>/<arm>/ (training.hpp's files of each
-/// run), results.md (the table), results.json (every run's numbers) and <task>_curves.png (curves.hpp).
+/// Files under out_dir: <task>/seed<s>/warm_start_<key>/ and <task>/seed<s>/<arm>/ (training.hpp's files of
+/// each run), results.md (the table), results.json (every run's numbers) and <task>_curves.png (curves.hpp).
+/// A warm start is reused when its directory exists: <key> hashes every option it depends on.
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -34,7 +35,7 @@ struct interval {
 
 /// Two-sided 95 % Student t quantile for `df` degrees of freedom (table to 30, then the normal's 1.96).
 inline double t_quantile_95(std::int64_t df) {
-  static constexpr double table[] = {12.706, 4.303, 2.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+  static constexpr double table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
                                      2.201,  2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
                                      2.080,  2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042};
   return df <= 30 ? table[df - 1] : 1.96;
@@ -58,6 +59,19 @@ inline std::string percent(const interval& i) {
   if (std::isnan(i.half_width)) std::snprintf(text, sizeof text, "%.1f", 100 * i.mean);
   else std::snprintf(text, sizeof text, "%.1f ± %.1f", 100 * i.mean, 100 * i.half_width);
   return text;
+}
+
+/// 16 hex digits naming the warm start of `opt`: a hash of what it depends on (task, level, seed, model,
+/// warm-start options, threads).
+inline std::string warm_start_key(const trainer_options& opt) {
+  const auto key = opt.task + "/" + std::to_string(opt.level) + "/" + std::to_string(opt.seed) + "/" +
+                   std::to_string(opt.d_model) + "x" + std::to_string(opt.n_layers) + "x" + std::to_string(opt.n_heads) +
+                   "/" + std::to_string(opt.n_kv_heads) + "/" + std::to_string(opt.sft_steps) + "/" +
+                   std::to_string(opt.sft_batch) + "/" + std::to_string(opt.sft_lr) + "/" +
+                   std::to_string(opt.sft_warmup) + "/" + std::to_string(opt.threads) + "/" + opt.device;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a(key)));
+  return hex;
 }
 
 struct experiment_plan {
@@ -89,11 +103,12 @@ inline std::string run_experiments(const trainer_options& base, const experiment
       opt.task = task_name;
       opt.seed = seed;
       const auto seed_dir = out / task_name / ("seed" + std::to_string(seed));
-      const auto warm = seed_dir / "warm_start" / "warm_start.pt";
+      const auto warm_dir = seed_dir / ("warm_start_" + warm_start_key(opt));
+      const auto warm = warm_dir / "warm_start.pt";
       if (!std::filesystem::exists(warm)) {
         auto warm_opt = opt;
         warm_opt.rl_steps = 0;
-        warm_opt.out_dir = (seed_dir / "warm_start").string();
+        warm_opt.out_dir = warm_dir.string();
         std::printf("== %s, seed %llu: warm start\n", task_name.c_str(), static_cast<unsigned long long>(seed));
         (void)run_training(warm_opt);
       }

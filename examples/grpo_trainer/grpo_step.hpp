@@ -15,9 +15,14 @@
 ///
 /// Groups whose rewards all agree have A_b = 0 on every row, so gamma cannot change their advantage and
 /// their PPO gradient is exactly zero: the pipeline and the update run on the rows of the other groups
-/// only ("signal rows"; gamma = 1 elsewhere). The update's mean over sequences is therefore over signal
-/// rows, which rescales the gradient by a constant per step; AdamW's step is invariant to that scale
-/// (up to its epsilon), the gradient-norm clip is not. A step without a signal row makes no update.
+/// only ("signal rows"; gamma = 1 elsewhere; the credit diagnostics count signal rows only). Each
+/// mini-batch's loss is scaled by |mini-batch| / (R / minibatches), so that its gradient is the one of
+/// the usual sequence mean over R / minibatches rows, zero rows included. A step without a signal row
+/// makes no update. Mini-batch order comes from a generator seeded by (seed, step), so that every arm
+/// of an experiment draws the same problems whatever its rewards.
+///
+/// Timing: t_rollout excludes, and t_attention includes, the rollout's Q/K recording
+/// (rollout_batch::recording_seconds), so that t_attention + t_credit is all that rhythm costs.
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -161,7 +166,9 @@ inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& 
     case shaping_kind::local_chunk: out = run(shaping::local_chunk{opt.gamma_amp}); break;
     case shaping_kind::global_anchor: out = run(shaping::global_anchor{opt.gamma_amp}); break;
     case shaping_kind::coupled_rhythm: out = run(shaping::coupled_rhythm{opt.gamma_amp, opt.alpha}); break;
-    case shaping_kind::random: out = run(shaping::random{opt.gamma_amp, opt.q, static_cast<std::uint64_t>(step)}); break;
+    case shaping_kind::random:
+      out = run(shaping::random{opt.gamma_amp, opt.q, opt.seed * 0x9e37'79b9'7f4a'7c15ull + std::uint64_t(step)});
+      break;
     case shaping_kind::entropy: out = run(shaping::entropy{opt.gamma_amp, opt.q}); break;
     default: out = run(shaping::uniform{});
   }
@@ -172,7 +179,8 @@ inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& 
 }
 
 /// PPO-clip over the rows with a nonzero advantage, shuffled, in mini-batches (one pass; the file
-/// comment). Fills loss, clip_fraction, ratio and grad_norm (means over mini-batches).
+/// comment). Fills loss (the PPO loss of the signal rows, unscaled), clip_fraction, ratio and grad_norm
+/// (means over mini-batches).
 inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer, const rollout_batch& rollouts,
                        const ::torch::Tensor& shaped, const trainer_options& opt, std::mt19937_64& rng,
                        step_stats& stats) {
@@ -183,6 +191,7 @@ inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer,
   shuffle(rng, order);
   const rhythm::ppo_params ppo{opt.clip_epsilon, opt.clip_epsilon_high, rhythm::ppo_aggregation::seq_mean_token_mean};
   const auto parts = std::min(static_cast<std::size_t>(opt.minibatches), order.size());
+  const double usual_rows = double(rollouts.rows()) / double(opt.minibatches);  // rows of a usual mini-batch
   for (std::size_t m = 0; m < parts; ++m) {
     const std::vector<std::int64_t> rows(order.begin() + static_cast<std::ptrdiff_t>(m * order.size() / parts),
                                          order.begin() + static_cast<std::ptrdiff_t>((m + 1) * order.size() / parts));
@@ -194,7 +203,7 @@ inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer,
     const auto result = rhythm::torch::ppo_clip_loss(logp_new, rollouts.logp.index_select(0, index.to(device)),
                                                      shaped.index_select(0, index).to(device), segments, ppo);
     optimizer.zero_grad();
-    result.loss.backward();
+    (result.loss * (double(rows.size()) / usual_rows)).backward();
     const double norm = ::torch::nn::utils::clip_grad_norm_(model->parameters(), opt.grad_clip);
     optimizer.step();
     stats.loss += result.loss.item<double>() / double(parts);
@@ -268,8 +277,12 @@ inline step_stats grpo_step(grpo_context& ctx, std::int64_t step) {
   stats.credit = credit.diagnostics;
   stats.t_credit = seconds_since(start, device) - stats.t_attention;
 
+  stats.t_attention += rollouts.recording_seconds;  // the recording is rhythm's cost, not the rollout's
+  stats.t_rollout -= rollouts.recording_seconds;
+
   start = std::chrono::steady_clock::now();
-  ppo_update(ctx.model, ctx.optimizer, rollouts, credit.shaped, opt, ctx.problem_rng, stats);
+  std::mt19937_64 order_rng(opt.seed ^ (0xb5ad'4ece'da1c'e2a9ull * std::uint64_t(step + 1)));
+  ppo_update(ctx.model, ctx.optimizer, rollouts, credit.shaped, opt, order_rng, stats);
   stats.t_update = seconds_since(start, device);
   return stats;
 }

@@ -1,6 +1,7 @@
 #pragma once
 /// Metrics as JSON lines (one object per warm-start report, GRPO step and evaluation) and the
-/// progress line. Every line has "phase" ("warm_start", "rl" or "eval") and "step"; an "eval" line
+/// progress line. Credit figures (gamma_mean, gamma_amplified_share, preplan, anchor, dominated) are over
+/// the step's signal rows (grpo_step.hpp); gamma_mean is 1 where no pipeline ran. Every line has "phase" ("warm_start", "rl" or "eval") and "step"; an "eval" line
 /// at step s evaluates the policy before GRPO step s. On resume at step s the file keeps its
 /// warm-start lines and the lines of steps < s, so that it reads as one uninterrupted run.
 #include <nlohmann/json.hpp>
@@ -25,7 +26,7 @@ inline nlohmann::json to_json(const step_stats& s) {
           {"signal_groups", s.signal_groups},
           {"response_length", s.response_length},
           {"rollout_tokens", s.rollout_tokens},
-          {"gamma_mean", s.credit.mean_gamma},
+          {"gamma_mean", s.credit.response_tokens ? s.credit.mean_gamma : 1.0},
           {"gamma_amplified_share", s.credit.amplified_share},
           {"preplan", s.credit.preplan},
           {"anchor", s.credit.anchor},
@@ -60,10 +61,14 @@ class metrics_log {
       }
     }
     if (std::filesystem::path(path).has_parent_path()) std::filesystem::create_directories(std::filesystem::path(path).parent_path());
-    out_.open(path, std::ios::trunc);
+    {  // the kept lines replace the file atomically
+      std::ofstream rewrite(path + ".tmp", std::ios::trunc);
+      for (const auto& line : kept) rewrite << line << '\n';
+      if (!rewrite.flush()) throw std::runtime_error("metrics: cannot write '" + path + ".tmp'");
+    }
+    std::filesystem::rename(path + ".tmp", path);
+    out_.open(path, std::ios::app);
     if (!out_) throw std::runtime_error("metrics: cannot write '" + path + "'");
-    for (const auto& line : kept) out_ << line << '\n';
-    out_.flush();
   }
 
   void write(const nlohmann::json& line) { out_ << line.dump() << '\n' << std::flush; }

@@ -404,6 +404,7 @@ inline void ensure_passive_openmp(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
   ::setenv("OMP_WAIT_POLICY", "passive", 1);
   ::execv("/proc/self/exe", argv);
+  ::unsetenv("OMP_WAIT_POLICY");  // the re-execution failed: OpenMP keeps the value it read (none)
 }
 
 }  // namespace grpo

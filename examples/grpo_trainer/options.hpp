@@ -178,7 +178,7 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
   app.add_option("--horizon-hi", opt.horizon_hi, "FAI horizon H_hi")->capture_default_str()->check(non_negative);
   app.add_option("--head-fraction", opt.head_fraction, "share of heads per group")->capture_default_str()
       ->check(CLI::Range(1e-9, 1.0));
-  app.add_flag("--pooled-groups", opt.pooled_groups, "rank heads over the batch instead of per sequence");
+  app.add_flag("--pooled-groups", opt.pooled_groups, "rank heads over the step's signal rows instead of per sequence");
   app.add_option("--dominance-window", opt.dominance_window, "k: an anchor looks back at the jumps of [t-k, t-1]")
       ->capture_default_str()->check(positive);
   app.add_option("--dominance-threshold", opt.dominance_threshold, "tau_Delta: loc (T_loc threshold) or median")

@@ -18,6 +18,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -124,6 +125,8 @@ struct rollout_batch {
   /// stacked as forward_with_qk stacks them and equal to its output on `tokens` up to float rounding (the
   /// attention pass, recorded while decoding instead of run again). Undefined otherwise.
   ::torch::Tensor q, k;
+  double recording_seconds = 0.0;  ///< time spent recording Q and K (copies and the last tokens' forward);
+                                   ///< exact on the CPU, launch time only on CUDA
   std::int64_t prompt_width = 0;          ///< P
 
   std::int64_t rows() const { return tokens.size(0); }
@@ -164,7 +167,9 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     k_all = ::torch::zeros({R, L * Hkv, P + M, hd}, model->embedding->weight.options());
   }
   // Copies the captured Q and K of `width` columns from `column` into the rows `batch_rows` (undefined: all).
+  double recording_seconds = 0.0;
   auto record = [&](const ::torch::Tensor& batch_rows, std::int64_t column, std::int64_t width) {
+    const auto start = std::chrono::steady_clock::now();
     for (std::int64_t i = 0; capture && i < L; ++i) {
       auto q_dst = q_all.narrow(1, i * Hq, Hq).narrow(2, column, width);
       auto k_dst = k_all.narrow(1, i * Hkv, Hkv).narrow(2, column, width);
@@ -172,6 +177,7 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
       if (batch_rows.defined()) q_dst.index_copy_(0, batch_rows, c.q), k_dst.index_copy_(0, batch_rows, c.k);
       else q_dst.copy_(c.q), k_dst.copy_(c.k);
     }
+    recording_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
 
   auto cache = model->new_cache(R, P + M);
@@ -207,13 +213,17 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     const std::int64_t live = done.logical_not().sum().item<std::int64_t>();
     if (steps == M || live == 0) {
       if (capture) {  // the last tokens' Q and K
+        const auto start = std::chrono::steady_clock::now();
         (void)model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1), layers, capture);
+        recording_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         record(rows, P + steps - 1, 1);
       }
       break;
     }
     if (4 * live <= 3 * live_after_compaction) {  // a quarter fewer rows: drop those finished before this step
-      const auto keep = was_done.logical_not().nonzero().squeeze(1);  // (an EOS just written is still fed)
+      // A row that just wrote EOS stays until its EOS is fed, so that its Q and K can be recorded; the
+      // same rule without recording keeps the draws identical with and without it.
+      const auto keep = was_done.logical_not().nonzero().squeeze(1);
       cache.keep_rows(keep);
       rows = rows.index_select(0, keep);
       next = next.index_select(0, keep);
@@ -232,6 +242,7 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
   out.logp = ::torch::cat({::torch::zeros({R, P}, generated_logp.options()), generated_logp.narrow(1, 0, steps)}, 1);
   out.entropy = ::torch::cat({::torch::zeros({R, P}, generated_entropy.options()), generated_entropy.narrow(1, 0, steps)}, 1);
   if (capture) out.q = q_all.narrow(2, 0, P + steps), out.k = k_all.narrow(2, 0, P + steps);
+  out.recording_seconds = recording_seconds;
   out.group_ids = ::torch::arange(R, ::torch::kInt64).div(G, "floor");
   const auto lengths_host = lengths.cpu();
   const auto tokens_host = out.tokens.cpu();

@@ -7,8 +7,9 @@
 ///   checkpoint.pt    the latest GRPO checkpoint (continue with --resume; checkpoint.hpp)
 ///   curves.png       reward, held-out accuracy, gamma and the step time split (curves.hpp)
 ///
-/// Determinism: with the same options (threads included) a run repeats exactly, and a run resumed from
-/// a checkpoint at step s writes the same metrics for steps >= s as the uninterrupted run. GRPO draws its
+/// Determinism (on the CPU): with the same options (threads included) a run repeats exactly, and a run
+/// resumed from a checkpoint at step s writes the same metrics for steps >= s as the uninterrupted run.
+/// On CUDA, atomics in some backward kernels make runs differ in the last bits. GRPO draws its
 /// problems and samples from generators seeded at its step 0 from opt.seed alone, so every arm started
 /// from the same warm start sees the same problems; evaluation uses generators of its own.
 #include <torch/torch.h>

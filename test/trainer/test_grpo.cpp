@@ -341,6 +341,8 @@ TEST(Experiments, IntervalsUseStudentT) {
   EXPECT_EQ(grpo::percent({0.412, 0.031}), "41.2 ± 3.1");
   EXPECT_EQ(grpo::percent({0.5, NAN}), "50.0");
   EXPECT_NEAR(grpo::t_quantile_95(100), 1.96, 1e-12);
+  const double t_table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228};  // df 1-10
+  for (int df = 1; df <= 10; ++df) EXPECT_DOUBLE_EQ(grpo::t_quantile_95(df), t_table[df - 1]) << df;
 }
 
 }  // namespace
