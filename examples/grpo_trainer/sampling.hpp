@@ -166,23 +166,34 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     q_all = ::torch::zeros({R, L * Hq, P + M, hd}, model->embedding->weight.options());
     k_all = ::torch::zeros({R, L * Hkv, P + M, hd}, model->embedding->weight.options());
   }
-  // Copies the captured Q and K of `width` columns from `column` into the rows `batch_rows` (undefined: all).
+  // Recording: the prompt's Q and K are copied at once; each decode step's are kept (rows, column, Q, K of
+  // each layer) and scattered into q_all and k_all after the loop, in one index_put_ per layer and tensor
+  // (per-step copies cost more in op dispatch than the copying itself).
   double recording_seconds = 0.0;
-  auto record = [&](const ::torch::Tensor& batch_rows, std::int64_t column, std::int64_t width) {
+  auto timed = [&](auto&& work) {
     const auto start = std::chrono::steady_clock::now();
-    for (std::int64_t i = 0; capture && i < L; ++i) {
-      auto q_dst = q_all.narrow(1, i * Hq, Hq).narrow(2, column, width);
-      auto k_dst = k_all.narrow(1, i * Hkv, Hkv).narrow(2, column, width);
-      const auto& c = captured[static_cast<std::size_t>(i)];
-      if (batch_rows.defined()) q_dst.index_copy_(0, batch_rows, c.q), k_dst.index_copy_(0, batch_rows, c.k);
-      else q_dst.copy_(c.q), k_dst.copy_(c.k);
-    }
+    work();
     recording_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<::torch::Tensor> step_rows;
+  std::vector<std::int64_t> step_columns, step_sizes;
+  std::vector<std::vector<::torch::Tensor>> step_q(layers.size()), step_k(layers.size());
+  auto record_step = [&](const ::torch::Tensor& batch_rows, std::int64_t column) {
+    if (!capture) return;
+    timed([&] {
+      step_rows.push_back(batch_rows), step_columns.push_back(column), step_sizes.push_back(batch_rows.numel());
+      for (std::size_t i = 0; i < layers.size(); ++i)
+        step_q[i].push_back(captured[i].q.squeeze(2)), step_k[i].push_back(captured[i].k.squeeze(2));
+    });
   };
 
   auto cache = model->new_cache(R, P + M);
   auto logits = model->forward_cached(cache, prompt_tokens, prompt_valid, layers, capture).select(1, P - 1);  // [R, V]
-  record({}, 0, P);
+  for (std::int64_t i = 0; capture && i < L; ++i)
+    timed([&] {
+      q_all.narrow(1, i * Hq, Hq).narrow(2, 0, P).copy_(captured[static_cast<std::size_t>(i)].q);
+      k_all.narrow(1, i * Hkv, Hkv).narrow(2, 0, P).copy_(captured[static_cast<std::size_t>(i)].k);
+    });
   auto generated = ::torch::full({R, M}, tokenizer::pad, prompt_tokens.options());
   auto generated_logp = ::torch::zeros({R, M}, logits.options().dtype(::torch::kFloat32));
   auto generated_entropy = ::torch::zeros({R, M}, logits.options().dtype(::torch::kFloat32));
@@ -212,12 +223,13 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     ++steps;
     const std::int64_t live = done.logical_not().sum().item<std::int64_t>();
     if (steps == M || live == 0) {
-      if (capture) {  // the last tokens' Q and K
-        const auto start = std::chrono::steady_clock::now();
-        (void)model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1), layers, capture);
-        recording_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        record(rows, P + steps - 1, 1);
-      }
+      if (capture) timed([&] {  // the last tokens' Q and K: feed them once more, for the rows that wrote one
+        const auto keep = was_done.logical_not().nonzero().squeeze(1);
+        cache.keep_rows(keep);
+        rows = rows.index_select(0, keep);
+        (void)model->forward_cached(cache, next.index_select(0, keep).unsqueeze(1), {}, layers, capture);
+      });
+      record_step(rows, P + steps - 1);
       break;
     }
     if (4 * live <= 3 * live_after_compaction) {  // a quarter fewer rows: drop those finished before this step
@@ -233,8 +245,19 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     }
     logits = model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1), layers, capture)
                  .select(1, 0);
-    record(rows, P + steps - 1, 1);
+    record_step(rows, P + steps - 1);
   }
+  if (capture) timed([&] {
+    const auto all_rows = ::torch::cat(step_rows);
+    const auto columns = ::torch::repeat_interleave(::torch::tensor(step_columns, ::torch::kInt64),
+                                                    ::torch::tensor(step_sizes, ::torch::kInt64))
+                             .to(all_rows.device());
+    for (std::int64_t i = 0; i < L; ++i) {  // [R, H, N, hd] seen as [R, N, H, hd]: one (row, column) per item
+      const auto li = static_cast<std::size_t>(i);
+      q_all.narrow(1, i * Hq, Hq).transpose(1, 2).index_put_({all_rows, columns}, ::torch::cat(step_q[li]));
+      k_all.narrow(1, i * Hkv, Hkv).transpose(1, 2).index_put_({all_rows, columns}, ::torch::cat(step_k[li]));
+    }
+  });
 
   rollout_batch out;
   out.prompt_width = P;
