@@ -36,8 +36,10 @@ inline std::vector<problem> held_out_problems(const task& t, int level, std::int
   return out;
 }
 
-/// A generator on `device` seeded with `seed` (CPU or the device's default generator, cloned).
+/// A generator on `device` seeded with `seed` (on CUDA: the device's default generator, cloned; on the
+/// CPU a new one, since LibTorch 1.13's CPU clone leaks under LeakSanitizer).
 inline ::at::Generator make_generator(const ::torch::Device& device, std::uint64_t seed) {
+  if (device.is_cpu()) return ::at::detail::createCPUGenerator(seed);
   auto gen = ::at::globalContext().defaultGenerator(device).clone();
   gen.set_current_seed(seed);
   return gen;
