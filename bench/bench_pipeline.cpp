@@ -39,7 +39,7 @@ void bm_tokens_credit(benchmark::State& st) {
   std::vector<std::int64_t> ids(B);
   splitmix64 rng{7};
   for (std::int64_t b = 0; b < B; ++b) ids[b] = b / 8, rewards[b] = rng.uniform() < 0.5f ? 1.0f : 0.0f;
-  std::vector<std::uint8_t> flags(B * N);
+  std::vector<rhythm::token_flag> flags(B * N);
   const std::vector<rhythm::segment> segs(B, rhythm::segment{0, 0, N});
   const auto BN = std::array<std::int64_t, 2>{B, N};
   const auto wv = rhythm::make_view(std::as_const(waad), BN), fv = rhythm::make_view(std::as_const(fai), BN);

@@ -73,16 +73,18 @@ struct qk_problem {
 std::vector<float> make_q(std::int64_t n) { return random_normal(kBatch * kHeads * n * kHeadDim, 0x51u + n); }
 std::vector<float> make_k(std::int64_t n) { return random_normal(kBatch * kHeads * n * kHeadDim, 0x4bu + n); }
 
-/// What cpu::qk_head_signals allocates, read from include/rhythm/cpu/qk_signals.hpp: the staged results
-/// span [B H] + waad, fai [B H N] floats; per worker a qk_scratch (q tile 32 d, keys 64 d, scores 32 x 64 and
-/// lse2 N floats, colsum N doubles), where `std::vector<qk_scratch> scratch(workers, qk_scratch(N, d))` copies a
-/// prototype, so workers + 1 scratches are live at once; then bad_rows [B H] int64 and bad_arguments [B H]
-/// pointers. Mirrors the source as it was when this was written: the tracked figure is the measurement.
+/// What cpu::qk_head_signals allocates, read from include/rhythm/cpu/qk_signals.hpp and maps_signals.hpp:
+/// the staged results (cpu::head_signal_rows) span [B H] + waad, fai [B H N] floats and one
+/// rhythm::value_error per (sequence, head) [B H]; then per worker a qk_scratch (q tile 32 d, keys 64 d,
+/// scores 32 x 64 and lse2 N floats, colsum N doubles), where `std::vector<qk_scratch> scratch(workers,
+/// qk_scratch(N, d))` copies a prototype, so workers + 1 scratches are live at once. Mirrors the source as
+/// it was when this was written: the tracked figure is the measurement.
 std::int64_t rhythm_qk_analytic_bytes(std::int64_t B, std::int64_t H, std::int64_t N, std::int64_t d, int threads) {
   const std::int64_t workers = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, B * H));
-  const std::int64_t results = 4 * (B * H + 2 * B * H * N);
+  const std::int64_t results =
+      4 * (B * H + 2 * B * H * N) + static_cast<std::int64_t>(sizeof(rhythm::value_error)) * B * H;
   const std::int64_t scratch = 4 * (32 * d + 64 * d + 32 * 64 + N) + 8 * N;
-  return results + std::max((workers + 1) * scratch, workers * scratch + 16 * B * H);
+  return results + (workers + 1) * scratch;
 }
 
 std::string key(const char* path, const char* dtype, std::int64_t n) {

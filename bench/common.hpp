@@ -10,7 +10,7 @@
 #include <vector>
 
 #include <rhythm/core/segments.hpp>
-#include <rhythm/signals/params.hpp>
+#include <rhythm/core/signal_types.hpp>
 
 namespace bench {
 

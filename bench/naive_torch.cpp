@@ -69,8 +69,8 @@ struct naive_runner::impl {
     const torch::Tensor Dpos = Dr.clamp_min(0);
     span = (Ar * Dpos).sum(-1).mean(-1);                                              // [B,H]
     const torch::Tensor waad_r = (Ar * Dpos.clamp_max(static_cast<double>(params.window))).sum(-1);  // [B,H,R]
-    const torch::Tensor band = Dr.ge(static_cast<double>(params.horizon_lo))
-                                   .logical_and(Dr.le(static_cast<double>(params.horizon_hi)))
+    const torch::Tensor band = Dr.ge(static_cast<double>(params.horizon.lo))
+                                   .logical_and(Dr.le(static_cast<double>(params.horizon.hi)))
                                    .logical_and(key_real.unsqueeze(0))
                                    .to(torch::kFloat);                                // [R,N]
     const torch::Tensor colsum = (Ar * band).sum(2);                                 // [B,H,N]

@@ -26,7 +26,9 @@ static_assert(!rhythm::strided_tensor<std::vector<float>>);
 TEST(View, RowMajorStridesAndIndexing) {
   std::vector<int> buf(24);
   for (int i = 0; i < 24; ++i) buf[i] = i;
-  auto v = rhythm::make_view(buf, std::array<i64, 3>{2, 3, 4});
+  auto v = rhythm::make_view(buf, 2, 3, 4);
+  static_assert(std::is_same_v<decltype(v), rhythm::view<int, 3>>);
+  EXPECT_EQ(rhythm::make_view(buf, std::array<i64, 3>{2, 3, 4}).extents(), v.extents());  // the array form too
   EXPECT_EQ(v.stride(0), 12);
   EXPECT_EQ(v.stride(1), 4);
   EXPECT_EQ(v.stride(2), 1);
@@ -40,15 +42,25 @@ TEST(View, RowMajorStridesAndIndexing) {
 
 TEST(View, TooSmallBufferIsRejected) {
   std::vector<float> buf(5);
-  EXPECT_THROW((rhythm::make_view(buf, std::array<i64, 2>{2, 3})), rhythm::error);
+  expect_error([&] { (void)rhythm::make_view(buf, 2, 3); }, rhythm::errc::shape_mismatch, {"6", "5"});
+}
+
+TEST(View, FromPointerIsRowMajorOverTheCallersBuffer) {
+  const std::vector<float> buf{0, 1, 2, 3, 4, 5};
+  const auto v = rhythm::make_view(buf.data(), 3, 2);
+  static_assert(std::is_same_v<decltype(v), const rhythm::view<const float, 2>>);
+  EXPECT_EQ(v.data_handle(), buf.data());
+  EXPECT_EQ(v(2, 1), 5.0f);
+  EXPECT_EQ(v.stride(0), 2);
 }
 
 TEST(View, UserTypeWorksWithPrimitives) {
   std::vector<float> spans{3, 1, 2, 9};
-  std::vector<std::uint8_t> roles(4);
-  rhythm::head_groups(rhythm::exec::seq{}, user_matrix{spans.data(), 1, 4},
-                      rhythm::make_view(roles, std::array<i64, 2>{1, 4}), {.fraction = 0.25});
-  EXPECT_EQ(roles, (std::vector<std::uint8_t>{0, rhythm::head_role::local, 0, rhythm::head_role::global}));
+  std::vector<rhythm::head_role> roles(4);
+  rhythm::head_groups(rhythm::exec::seq{}, user_matrix{spans.data(), 1, 4}, rhythm::make_view(roles, 1, 4),
+                      {.fraction = 0.25});
+  using enum rhythm::head_role;
+  EXPECT_EQ(roles, (std::vector<rhythm::head_role>{none, local, none, global}));
 }
 
 TEST(Dtypes, Bfloat16RoundsToNearestEven) {
@@ -87,22 +99,22 @@ TEST(HeadGroups, MatchReferenceOnRandomSpansWithTies) {
     const double f = std::uniform_real_distribution<double>(0.01, 1.0)(rng);
     std::vector<float> spans(B * H);
     for (auto& s : spans) s = float(std::uniform_int_distribution<int>(0, 4)(rng));  // many ties
-    std::vector<std::uint8_t> roles(B * H), pooled(H);
-    rhythm::head_groups(rhythm::exec::seq{}, rhythm::make_view(spans, std::array<i64, 2>{B, H}),
-                        rhythm::make_view(roles, std::array<i64, 2>{B, H}), {.fraction = f});
-    rhythm::pooled_head_groups(rhythm::exec::seq{}, rhythm::make_view(spans, std::array<i64, 2>{B, H}),
+    std::vector<rhythm::head_role> roles(B * H), pooled(H);
+    rhythm::head_groups(rhythm::exec::seq{}, rhythm::make_view(spans, B, H),
+                        rhythm::make_view(roles, B, H), {.fraction = f});
+    rhythm::pooled_head_groups(rhythm::exec::seq{}, rhythm::make_view(spans, B, H),
                                rhythm::make_view(pooled), {.fraction = f});
     std::vector<double> mean(H, 0.0);
     for (i64 b = 0; b < B; ++b) {
       std::vector<double> row(spans.begin() + b * H, spans.begin() + (b + 1) * H);
       const auto want = ref::head_groups(row, f);
       for (i64 h = 0; h < H; ++h) {
-        ASSERT_EQ(roles[b * H + h], want[h]) << "trial " << trial << " b " << b << " h " << h;
+        ASSERT_EQ(int(roles[b * H + h]), want[h]) << "trial " << trial << " b " << b << " h " << h;
         mean[h] += row[h];
       }
     }
     const auto want = ref::head_groups(mean, f);
-    for (i64 h = 0; h < H; ++h) ASSERT_EQ(pooled[h], want[h]) << "trial " << trial << " h " << h;
+    for (i64 h = 0; h < H; ++h) ASSERT_EQ(int(pooled[h]), want[h]) << "trial " << trial << " h " << h;
   }
 }
 

@@ -34,38 +34,36 @@ struct batch {
           for (i64 s = 0; s < N; ++s) maps[((b * H + h) * N + t) * N + s] = static_cast<float>(A[t][s]);
       }
   }
-  auto maps_view() const { return rhythm::make_view(maps, std::array<i64, 4>{B, H, N, N}); }
-  auto q_view() const { return rhythm::make_view(q, std::array<i64, 4>{B, H, N, d}); }
-  auto k_view() const { return rhythm::make_view(k, std::array<i64, 4>{B, Hkv, N, d}); }
+  auto maps_view() const { return rhythm::make_view(maps, B, H, N, N); }
+  auto q_view() const { return rhythm::make_view(q, B, H, N, d); }
+  auto k_view() const { return rhythm::make_view(k, B, Hkv, N, d); }
 };
 
 struct outputs {
   std::vector<float> gamma = std::vector<float>(batch::B * batch::N, -7.0f);
   std::vector<float> shaped = std::vector<float>(batch::B * batch::N, -7.0f);
-  auto gamma_view() { return rhythm::make_view(gamma, std::array<i64, 2>{batch::B, batch::N}); }
-  auto shaped_view() { return rhythm::make_view(shaped, std::array<i64, 2>{batch::B, batch::N}); }
+  auto gamma_view() { return rhythm::make_view(gamma, batch::B, batch::N); }
+  auto shaped_view() { return rhythm::make_view(shaped, batch::B, batch::N); }
 };
 
 // The stages one by one, exactly as DESIGN §1 chains them.
 template <class P, class Shaping>
 outputs by_stages(P policy, const batch& x, const Shaping& shaping, const rhythm::pipeline_params& p) {
   const i64 B = batch::B, H = batch::H, N = batch::N;
-  head_outputs h(B, H, N);
-  rhythm::head_signals_from_maps(policy, x.maps_view(), rhythm::make_view(x.segs), h.span_view(), h.waad_view(),
-                                 h.fai_view(), p.signals);
-  std::vector<std::uint8_t> roles(B * H);
-  auto rv = rhythm::make_view(roles, std::array<i64, 2>{B, H});
-  rhythm::head_groups(policy, h.span_view(), rv, p.groups);
+  head_outputs<P> h(B, H, N);
+  rhythm::head_signals_from_maps(policy, x.maps_view(), rhythm::make_view(x.segs), h.span, h.waad,
+                                 h.fai, p.signals);
+  std::vector<rhythm::head_role> roles(B * H);
+  auto rv = rhythm::make_view(roles, B, H);
+  rhythm::head_groups(policy, h.span, rv, p.groups);
   std::vector<float> waad(B * N), fai(B * N), adv(B);
-  auto wv = rhythm::make_view(waad, std::array<i64, 2>{B, N});
-  auto fv = rhythm::make_view(fai, std::array<i64, 2>{B, N});
-  rhythm::group_mean(policy, h.waad_view(), rv, rhythm::head_role::local, wv);
-  rhythm::group_mean(policy, h.fai_view(), rv, rhythm::head_role::global, fv);
-  std::vector<std::uint8_t> flags(B * N);
-  auto flv = rhythm::make_view(flags, std::array<i64, 2>{B, N});
-  rhythm::token_params tp = p.tokens;
-  tp.signals = p.signals;
-  rhythm::token_sets(policy, wv, fv, rhythm::make_view(x.segs), flv, tp);
+  auto wv = rhythm::make_view(waad, B, N);
+  auto fv = rhythm::make_view(fai, B, N);
+  rhythm::group_mean(policy, h.waad, rv, rhythm::head_role::local, wv);
+  rhythm::group_mean(policy, h.fai, rv, rhythm::head_role::global, fv);
+  std::vector<rhythm::token_flag> flags(B * N);
+  auto flv = rhythm::make_view(flags, B, N);
+  rhythm::token_sets(policy, wv, fv, rhythm::make_view(x.segs), flv, p.tokens());
   rhythm::grpo_advantages(policy, rhythm::make_view(x.rewards), rhythm::make_view(x.ids), rhythm::make_view(adv),
                           p.advantages);
   outputs o;
@@ -78,7 +76,7 @@ outputs by_stages(P policy, const batch& x, const Shaping& shaping, const rhythm
 TYPED_TEST(Pipeline, FromMapsEqualsTheStagesOneByOne) {
   const batch x(1);
   const auto P = make_policy<TypeParam>();
-  const rhythm::pipeline_params params{.signals = {.window = 8, .horizon_lo = 5, .horizon_hi = 40}};
+  const rhythm::pipeline_params params{.signals = {.window = 8, .horizon = {.lo = 5, .hi = 40}}};
   const auto want = by_stages(P, x, rhythm::shaping::coupled_rhythm{}, params);
   rhythm::credit_pipeline pipe({batch::B, batch::H, batch::N});
   outputs got;
@@ -93,7 +91,9 @@ TYPED_TEST(Pipeline, FromMapsEqualsTheStagesOneByOne) {
   for (i64 b = 0; b < batch::B; ++b)
     for (i64 t = x.segs[b].response_begin; t < x.segs[b].end; ++t) {
       const auto f = pipe.flags()(b, t);
-      ++tokens, preplan += (f & 1) != 0, anchor += (f & 2) != 0, dominated += (f & 4) != 0, intro += (f & 8) != 0;
+      using rhythm::token_flag;
+      ++tokens, preplan += any(f & token_flag::preplan), anchor += any(f & token_flag::anchor),
+          dominated += any(f & token_flag::dominated), intro += any(f & token_flag::intro);
       gamma_sum += got.gamma[b * batch::N + t];
       amplified += got.gamma[b * batch::N + t] > 1.0f;
     }
@@ -152,7 +152,7 @@ TYPED_TEST(Pipeline, PooledGroupsGiveOneRankingForTheBatch) {
   pipe.run_from_maps(P, x.maps_view(), rhythm::make_view(x.segs), rhythm::make_view(x.rewards),
                      rhythm::make_view(x.ids), rhythm::shaping::local_chunk{}, o.gamma_view(), o.shaped_view(),
                      {.pooled_groups = true});
-  std::vector<std::uint8_t> want(batch::H);
+  std::vector<rhythm::head_role> want(batch::H);
   rhythm::pooled_head_groups(P, pipe.head_spans(), rhythm::make_view(want));
   for (i64 b = 0; b < batch::B; ++b)
     for (i64 h = 0; h < batch::H; ++h) EXPECT_EQ(pipe.head_roles()(b, h), want[h]) << b << " " << h;
@@ -181,16 +181,21 @@ TEST(PipelineErrors, NothingIsWrittenOnError) {
     EXPECT_TRUE(untouched());
   };
   std::vector<float> short_shaped(batch::B * (batch::N - 1));
-  expect([&] { run(rhythm::make_view(x.rewards), rhythm::make_view(short_shaped, std::array<i64, 2>{batch::B, batch::N - 1}), {}); },
+  expect([&] { run(rhythm::make_view(x.rewards), rhythm::make_view(short_shaped, batch::B, batch::N - 1), {}); },
          rhythm::errc::shape_mismatch, "'shaped'");
   std::vector<float> five(5, 1.0f);
   expect([&] { run(rhythm::make_view(five), o.shaped_view(), {}); }, rhythm::errc::shape_mismatch, "'rewards'");
-  expect([&] { run(rhythm::make_view(x.rewards), o.shaped_view(), {.tokens = {.q = 0.0}}); },
-         rhythm::errc::bad_parameter, "'params.tokens.q'");
+  expect([&] { run(rhythm::make_view(x.rewards), o.shaped_view(), {.selection = {.q = 0.0}}); },
+         rhythm::errc::bad_parameter, "'params.selection.q'");
   std::vector<float> nan_rewards = x.rewards;
   nan_rewards[2] = std::nanf("");
   expect([&] { run(rhythm::make_view(nan_rewards), o.shaped_view(), {}); }, rhythm::errc::non_finite, "'rewards'");
   expect([&] { run(rhythm::make_view(x.rewards), o.gamma_view(), {}); }, rhythm::errc::aliasing, "gamma, shaped");
+  const rhythm::view<float, 2> broadcast(o.shaped.data(), {batch::B, batch::N}, {0, 1});
+  expect([&] { run(rhythm::make_view(x.rewards), broadcast, {}); }, rhythm::errc::bad_stride, "'shaped'");
+  // rewards read from the buffer that shaped writes (its -7s are finite: only the overlap is wrong)
+  expect([&] { run(rhythm::make_view(o.shaped.data(), batch::B), o.shaped_view(), {}); }, rhythm::errc::aliasing,
+         "'shaped'");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #pragma once
-// Helpers shared by the tests: random inputs with fixed seeds, and the backends to run each test on.
+// Helpers shared by the tests: random inputs with fixed seeds, error expectations, and (through
+// backend_memory.hpp) the backends to run each test on.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -10,20 +11,12 @@
 
 #include <rhythm/rhythm.hpp>
 
+#include "backend_memory.hpp"
 #include "reference.hpp"
 
 namespace rt {
 
 using i64 = std::int64_t;
-
-// Every test body runs once per backend.
-using host_policies = ::testing::Types<rhythm::exec::seq, rhythm::exec::par>;
-
-template <class P>
-P make_policy() {
-  if constexpr (std::is_same_v<P, rhythm::exec::par>) return P{3};  // more workers than cores on purpose
-  else return P{};
-}
 
 inline ref::seg to_ref(const rhythm::segment& s) { return {s.begin, s.response_begin, s.end}; }
 
@@ -92,15 +85,18 @@ inline ::testing::AssertionResult close(double got, double want, double tol) {
   return ::testing::AssertionFailure() << "got " << got << ", want " << want << " (diff " << std::abs(got - want) << ")";
 }
 
-// Outputs of head_signals_* for a batch.
+// Outputs of head_signals_* for a batch, in the memory of backend P, each element `fill` until written.
+template <class P>
 struct head_outputs {
   i64 B, H, N;
-  std::vector<float> span, waad, fai;
+  array<P, float, 2> span;
+  array<P, float, 3> waad, fai;
   head_outputs(i64 b, i64 h, i64 n, float fill = -7.0f)
-      : B(b), H(h), N(n), span(b * h, fill), waad(b * h * n, fill), fai(b * h * n, fill) {}
-  auto span_view() { return rhythm::make_view(span, std::array<i64, 2>{B, H}); }
-  auto waad_view() { return rhythm::make_view(waad, std::array<i64, 3>{B, H, N}); }
-  auto fai_view() { return rhythm::make_view(fai, std::array<i64, 3>{B, H, N}); }
+      : B(b), H(h), N(n), span(out<P>(fill, b, h)), waad(out<P>(fill, b, h, n)), fai(out<P>(fill, b, h, n)) {}
+  struct values {
+    std::vector<float> span, waad, fai;
+  };
+  values host() const { return {span.host(), waad.host(), fai.host()}; }
 };
 
 }  // namespace rt

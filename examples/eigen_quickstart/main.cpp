@@ -26,7 +26,7 @@ int main() {
       }
     }
   const std::vector<rhythm::segment> segments{{0, prompt, N}};
-  const rhythm::signal_params params{.window = 10, .horizon_lo = 4, .horizon_hi = 100, .scale = 1.0f};
+  const rhythm::signal_params params{.window = 10, .horizon = {.lo = 4, .hi = 100}, .scale = 1.0f};
   const auto policy = rhythm::exec::par{2};
 
   // span [B, H] as Eigen::MatrixXf, waad and fai [B, H, N] as row-major Eigen tensors
@@ -45,12 +45,12 @@ int main() {
               EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION, long(B), long(H), long(N), long(d));
   for (Eigen::Index h = 0; h < H; ++h)
     std::printf("head %ld  span %6.2f  %s%s\n", long(h), sig.span(0, h),
-                roles(0, h) & rhythm::head_role::local ? "local " : "",
-                roles(0, h) & rhythm::head_role::global ? "global" : "");
+                roles(0, h) & rhythm::bits(rhythm::head_role::local) ? "local " : "",
+                roles(0, h) & rhythm::bits(rhythm::head_role::global) ? "global" : "");
   std::printf("\n  t  anchor  WAAD(local)  FAI(global)\n");
   for (Eigen::Index t = prompt; t < N; ++t) {
     std::printf("%3ld  %s  %9.3f  ", long(t), (t - prompt) % 8 == 0 ? "  *   " : "      ", local_waad(0, t));
-    if (rhythm::fai_eligible(t, prompt, N, params)) std::printf("%9.4f\n", global_fai(0, t));
+    if (rhythm::fai_eligible(t, prompt, N, params.horizon)) std::printf("%9.4f\n", global_fai(0, t));
     else std::printf("      -\n");
   }
 }

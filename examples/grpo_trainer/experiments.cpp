@@ -21,8 +21,7 @@ int main(int argc, char** argv) {
   grpo::add_trainer_options(app, opt);
   app.add_option("--tasks", plan.tasks, "tasks")->delimiter(',')->capture_default_str()
       ->check(CLI::IsMember({"countdown", "arithmetic", "planning"}));
-  std::vector<std::string> kinds;
-  for (const auto& entry : grpo::shaping_names()) kinds.push_back(entry.first);
+  const std::vector<std::string> kinds = grpo::shaping_choices();
   app.add_option("--arms", plan.arms, "shaping policies compared (grpo is the baseline of the paired difference)")
       ->delimiter(',')->capture_default_str()->check(CLI::IsMember(kinds));
   app.add_option("--seeds", plan.seeds, "seeds")->delimiter(',')->capture_default_str();

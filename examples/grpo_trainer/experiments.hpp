@@ -89,7 +89,7 @@ struct arm_run {
 /// Runs the plan (see the file comment), prints and writes the table; returns it as markdown.
 inline std::string run_experiments(const trainer_options& base, const experiment_plan& plan) {
   validate(base);
-  for (const auto& arm : plan.arms) (void)parse_shaping(arm);
+  for (const auto& arm : plan.arms) check_shaping(arm);
   const std::filesystem::path out(base.out_dir);
   std::string table = "| task | arm | seeds | warm start pass@1 | final pass@1 | final avg@" + std::to_string(base.eval_k) +
                       " | pass@1 − grpo (paired) | attention + credit share of step | rollout tokens/s |\n"

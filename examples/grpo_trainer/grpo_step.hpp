@@ -76,21 +76,34 @@ struct credit_assignment {
 inline rhythm::pipeline_params pipeline_params_of(const trainer_options& opt) {
   rhythm::pipeline_params p;
   p.signals.window = opt.window;
-  p.signals.horizon_lo = opt.horizon_lo;
-  p.signals.horizon_hi = opt.horizon_hi;
+  p.signals.horizon = {opt.horizon_lo, opt.horizon_hi};
   p.groups.fraction = opt.head_fraction;
-  p.tokens.q = opt.q;
-  p.tokens.bottom = opt.bottom_q;
+  p.pooled_groups = opt.pooled_groups;
+  p.selection = {opt.q, opt.bottom_q};
+  p.dominance.window = opt.dominance_window;
+  p.dominance.threshold = opt.dominance_threshold == "median" ? rhythm::dominance_threshold_mode::median_delta
+                                                              : rhythm::dominance_threshold_mode::loc_threshold;
   p.advantages.std_normalise = !opt.dr_grpo;
   p.shaping.sign = parse_sign(opt.sign);
-  p.shaping.bottom = opt.bottom_q;
-  p.pooled_groups = opt.pooled_groups;
-  p.tokens.dominance_window = opt.dominance_window;
-  p.tokens.dominance_threshold = opt.dominance_threshold == "median" ? rhythm::dominance_threshold_mode::median_delta
-                                                                       : rhythm::dominance_threshold_mode::loc_threshold;
   p.shaping.floor = opt.gamma_floor;
   p.shaping.mean_preserving = opt.mean_preserving;
   return p;
+}
+
+/// rhythm's shaping policy from the trainer's options (not for `grpo`). The entropy control
+/// selects with the token sets' q and bottom; `random`'s seed is set per step (rhythm_credit).
+inline rhythm::shaping::any policy_of(const trainer_options& opt) {
+  auto policy = rhythm::shaping::any::parse(opt.shaping);
+  policy.gamma_amp = opt.gamma_amp;
+  policy.alpha = opt.alpha;
+  policy.selection = {opt.q, opt.bottom_q};
+  return policy;
+}
+
+/// The credit assigner of a run: configured once from the options, reused every step.
+inline rhythm::torch::credit_assigner credit_assigner_of(const trainer_options& opt) {
+  return rhythm::torch::credit_assigner(is_plain_grpo(opt.shaping) ? rhythm::shaping::any{} : policy_of(opt),
+                                        pipeline_params_of(opt), opt.threads);
 }
 
 /// Plain GRPO: A_b on every response token of row b (gamma = 1).
@@ -123,10 +136,11 @@ inline std::vector<std::int64_t> signal_rows(const ::torch::Tensor& rewards, con
 }
 
 /// The attention pass and rhythm's pipeline with the chosen policy, on the signal rows (the file
-/// comment); gamma = 1 and A~ = 0 on the other rows. `step` seeds the `random` policy.
+/// comment); gamma = 1 and A~ = 0 on the other rows. `step` seeds the `random` policy. The recorded
+/// Q/K stay on the model's device: the credit assigner takes them from there.
 inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& rollouts, const ::torch::Tensor& rewards,
                                        const trainer_options& opt, const std::vector<std::int64_t>& layers,
-                                       rhythm::credit_pipeline& pipeline, std::int64_t step, double& t_attention) {
+                                       rhythm::torch::credit_assigner& credit, std::int64_t step, double& t_attention) {
   const auto device = model->embedding->weight.device();
   const std::int64_t R = rollouts.rows(), N = rollouts.tokens.size(1);
   credit_assignment full{::torch::ones({R, N}), ::torch::zeros({R, N}), {}};
@@ -147,34 +161,21 @@ inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& 
     auto qk = model->forward_with_qk(tokens, valid_mask(segments, N).to(device), layers);
     q = qk.q, k = qk.k;
   }
-  q = q.cpu(), k = k.cpu();  // rhythm's CPU backend
-  const auto entropies = rollouts.entropy.index_select(0, index.to(device)).cpu();
   t_attention = seconds_since(start, device);
 
-  const auto params = pipeline_params_of(opt);
-  const auto sub_rewards = rewards.index_select(0, index), sub_groups = rollouts.group_ids.index_select(0, index);
-  auto run = [&](const auto& policy) {
-    if constexpr (rhythm::detail::policy_needs_entropies<std::decay_t<decltype(policy)>>())
-      return rhythm::torch::credit_from_qk(pipeline, q, k, segments, sub_rewards, sub_groups, entropies, policy, params,
-                                           opt.threads);
-    else
-      return rhythm::torch::credit_from_qk(pipeline, q, k, segments, sub_rewards, sub_groups, policy, params, opt.threads);
-  };
-  namespace shaping = rhythm::shaping;
-  rhythm::torch::credit_tensors out;
-  switch (parse_shaping(opt.shaping)) {
-    case shaping_kind::local_chunk: out = run(shaping::local_chunk{opt.gamma_amp}); break;
-    case shaping_kind::global_anchor: out = run(shaping::global_anchor{opt.gamma_amp}); break;
-    case shaping_kind::coupled_rhythm: out = run(shaping::coupled_rhythm{opt.gamma_amp, opt.alpha}); break;
-    case shaping_kind::random:
-      out = run(shaping::random{opt.gamma_amp, opt.q, opt.seed * 0x9e37'79b9'7f4a'7c15ull + std::uint64_t(step)});
-      break;
-    case shaping_kind::entropy: out = run(shaping::entropy{opt.gamma_amp, opt.q}); break;
-    default: out = run(shaping::uniform{});
-  }
-  full.gamma.index_copy_(0, index, out.gamma);
-  full.shaped.index_copy_(0, index, out.shaped);
-  full.diagnostics = out.diagnostics;
+  if (credit.policy.which == rhythm::shaping::kind::random)
+    credit.policy.seed = opt.seed * 0x9e37'79b9'7f4a'7c15ull + std::uint64_t(step);
+  const auto out = credit({.q = q,
+                           .k = k,
+                           .segments = rhythm::torch::segments_tensor(segments),
+                           .rewards = rewards.index_select(0, index),
+                           .group_ids = rollouts.group_ids.index_select(0, index),
+                           .entropies = credit.policy.which == rhythm::shaping::kind::entropy
+                                            ? rollouts.entropy.index_select(0, index.to(device))
+                                            : ::torch::Tensor()});
+  full.gamma.index_copy_(0, index, out.gamma.cpu());
+  full.shaped.index_copy_(0, index, out.shaped.cpu());
+  full.diagnostics = out.diagnostics.values();
   return full;
 }
 
@@ -228,7 +229,7 @@ inline ::torch::Tensor rewards_of(const task& t, const tokenizer& tok, std::span
 struct grpo_context {
   transformer& model;
   ::torch::optim::Optimizer& optimizer;
-  rhythm::credit_pipeline& pipeline;
+  rhythm::torch::credit_assigner& credit;
   const task& problems_task;
   const tokenizer& tok;
   const trainer_options& opt;
@@ -255,7 +256,7 @@ inline step_stats grpo_step(grpo_context& ctx, std::int64_t step) {
   sampling.samples_per_prompt = opt.group;
   sampling.max_new_tokens = opt.max_new_tokens;
   sampling.generator = ctx.sampling;
-  if (parse_shaping(opt.shaping) != shaping_kind::grpo && opt.attention_pass == "capture")
+  if (!is_plain_grpo(opt.shaping) && opt.attention_pass == "capture")
     sampling.capture_layers = ctx.capture_layers;
   const auto rollouts = sample(ctx.model, encode_prompts(ctx.tok, prompts), sampling);
   const auto rewards = rewards_of(ctx.problems_task, ctx.tok, problems, rollouts, opt.group);
@@ -269,10 +270,10 @@ inline step_stats grpo_step(grpo_context& ctx, std::int64_t step) {
 
   start = std::chrono::steady_clock::now();
   credit_assignment credit;
-  if (parse_shaping(opt.shaping) == shaping_kind::grpo) {
+  if (is_plain_grpo(opt.shaping)) {
     credit = group_advantage_credit(rollouts, rewards, opt);
   } else {
-    credit = rhythm_credit(ctx.model, rollouts, rewards, opt, ctx.capture_layers, ctx.pipeline, step, stats.t_attention);
+    credit = rhythm_credit(ctx.model, rollouts, rewards, opt, ctx.capture_layers, ctx.credit, step, stats.t_attention);
   }
   stats.credit = credit.diagnostics;
   stats.t_credit = seconds_since(start, device) - stats.t_attention;

@@ -12,41 +12,34 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
-#include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include <rhythm/credit/shaping_policy.hpp>
+#include <rhythm/credit/policies.hpp>
 
 namespace grpo {
 
-/// Which advantage the PPO update sees. `grpo`: the group advantage on every response token, no
-/// attention pass. The others run the attention pass and rhythm's pipeline with that shaping policy
+/// Which advantage the PPO update sees (`--shaping`). `grpo`: the group advantage on every response
+/// token, no attention pass. Any other name is one of rhythm's built-in policies
+/// (rhythm::shaping::any::names): the attention pass and rhythm's pipeline with that policy
 /// (`uniform` gives gamma = 1 and so the same update as `grpo`).
-enum class shaping_kind { grpo, uniform, local_chunk, global_anchor, coupled_rhythm, random, entropy };
+inline bool is_plain_grpo(const std::string& shaping) { return shaping == "grpo"; }
 
-inline const std::map<std::string, shaping_kind>& shaping_names() {
-  static const std::map<std::string, shaping_kind> names{
-      {"grpo", shaping_kind::grpo},         {"uniform", shaping_kind::uniform},
-      {"local_chunk", shaping_kind::local_chunk}, {"global_anchor", shaping_kind::global_anchor},
-      {"coupled_rhythm", shaping_kind::coupled_rhythm}, {"random", shaping_kind::random},
-      {"entropy", shaping_kind::entropy}};
+/// Every `--shaping` name: grpo, then rhythm's policies.
+inline std::vector<std::string> shaping_choices() {
+  std::vector<std::string> names{"grpo"};
+  for (const auto name : rhythm::shaping::any::names) names.emplace_back(name);
   return names;
 }
 
-inline std::string name_of(shaping_kind kind) {
-  for (const auto& [name, k] : shaping_names())
-    if (k == kind) return name;
-  return "?";
-}
-
-/// The kind called `name`; std::invalid_argument listing the known names otherwise.
-inline shaping_kind parse_shaping(const std::string& name) {
-  const auto it = shaping_names().find(name);
-  if (it != shaping_names().end()) return it->second;
+/// Throws std::invalid_argument listing the known names unless `name` is one.
+inline void check_shaping(const std::string& name) {
   std::string known;
-  for (const auto& entry : shaping_names()) known += (known.empty() ? "" : ", ") + entry.first;
+  for (const auto& n : shaping_choices()) {
+    if (n == name) return;
+    known += (known.empty() ? "" : ", ") + n;
+  }
   throw std::invalid_argument("--shaping: expected one of " + known + ", got '" + name + "'");
 }
 
@@ -120,8 +113,7 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
   const auto positive = CLI::PositiveNumber;
   const auto non_negative = CLI::NonNegativeNumber;
   const auto share = CLI::Range(0.0, 1.0);
-  std::vector<std::string> kinds;
-  for (const auto& entry : shaping_names()) kinds.push_back(entry.first);
+  const std::vector<std::string> kinds = shaping_choices();
 
   app.add_option("--task", opt.task, "countdown, arithmetic or planning")->capture_default_str()
       ->check(CLI::IsMember({"countdown", "arithmetic", "planning"}));
@@ -203,7 +195,7 @@ inline void validate(const trainer_options& opt) {
     if (!ok) throw std::invalid_argument(flag + ": expected " + expected + ", got " + got);
   };
   const auto str = [](auto v) { return std::to_string(v); };
-  (void)parse_shaping(opt.shaping);
+  check_shaping(opt.shaping);
   (void)parse_sign(opt.sign);
   require(opt.d_model % opt.n_heads == 0 && (opt.d_model / opt.n_heads) % 2 == 0, "--d-model",
           "a multiple of 2 x --heads (" + str(opt.n_heads) + ")", str(opt.d_model));

@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
 
   ::torch::optim::AdamW optimizer(model->parameters(), ::torch::optim::AdamWOptions(opt.rl_lr).weight_decay(0.0));
   const auto layers = grpo::default_capture_layers(opt.n_layers);
-  rhythm::credit_pipeline pipeline;
+  auto assigner = grpo::credit_assigner_of(opt);
   std::vector<double> plain, recorded, forward, credit, update, tokens, lengths;
   for (int rep = 0; rep < reps + 2; ++rep) {  // the first two are warm-up
     std::vector<std::string> prompts;
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
     const double t_forward = grpo::seconds_since(start, cpu);
     start = std::chrono::steady_clock::now();
     double t_attention = 0;
-    const auto c = grpo::rhythm_credit(model, rollouts, rewards, opt, layers, pipeline, rep, t_attention);
+    const auto c = grpo::rhythm_credit(model, rollouts, rewards, opt, layers, assigner, rep, t_attention);
     const double t_credit = grpo::seconds_since(start, cpu);
     start = std::chrono::steady_clock::now();
     grpo::step_stats stats;

@@ -148,8 +148,8 @@ inline run_summary run_training(const trainer_options& opt, const task* task_ove
     save_checkpoint((out / "warm_start.pt").string(), model, nullptr, warm);
   }
 
-  rhythm::credit_pipeline pipeline;
-  grpo_context ctx{model, optimizer, pipeline, t, tok, opt, layers, state.problem_rng, sampling};
+  auto credit = credit_assigner_of(opt);
+  grpo_context ctx{model, optimizer, credit, t, tok, opt, layers, state.problem_rng, sampling};
   for (std::int64_t step = state.step; step < opt.rl_steps; ++step) {
     if (step % opt.eval_every == 0) report(step);
     const auto stats = grpo_step(ctx, step);

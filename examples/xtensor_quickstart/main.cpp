@@ -31,7 +31,7 @@ int main() {
     ::xt::view(maps, 0, h) = ::xt::cast<float>(w / row_sums);                  // rows sum to 1
   }
   const std::vector<rhythm::segment> segments{{0, prompt, N}};
-  const rhythm::signal_params params{.window = 10, .horizon_lo = 4, .horizon_hi = 100};
+  const rhythm::signal_params params{.window = 10, .horizon = {.lo = 4, .hi = 100}};
   const auto policy = rhythm::exec::par{2};
 
   const rhythm::xt::head_signals sig = rhythm::xt::head_signals_from_maps(policy, maps, segments, params);
@@ -58,12 +58,12 @@ int main() {
               again.waad == sig.waad && again.fai == sig.fai ? "equal" : "DIFFER");
   for (std::size_t h = 0; h < H; ++h)
     std::printf("head %zu  span %6.2f  %s%s\n", h, sig.span(0, h),
-                roles(0, h) & rhythm::head_role::local ? "local " : "",
-                roles(0, h) & rhythm::head_role::global ? "global" : "");
+                roles(0, h) & rhythm::bits(rhythm::head_role::local) ? "local " : "",
+                roles(0, h) & rhythm::bits(rhythm::head_role::global) ? "global" : "");
   std::printf("\n  t  anchor  WAAD(local)  FAI(global)\n");
   for (std::size_t i = prompt; i < N; ++i) {
     std::printf("%3zu  %s  %9.3f  ", i, anchor(0, i) > 0 ? "  *   " : "      ", local_waad(0, i));
-    if (rhythm::fai_eligible(std::int64_t(i), std::int64_t(prompt), std::int64_t(N), params))
+    if (rhythm::fai_eligible(std::int64_t(i), std::int64_t(prompt), std::int64_t(N), params.horizon))
       std::printf("%9.4f\n", global_fai(0, i));
     else
       std::printf("      -\n");

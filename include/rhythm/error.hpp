@@ -5,11 +5,12 @@
 /// expected and what was given, e.g.
 ///   rhythm: argument 'params.window': expected >= 1, got 0
 /// and whose code() is a stable rhythm::errc value. Outputs are never written when an error is
-/// thrown: every check runs before the first write.
+/// thrown: every check runs before the first write (core/checks.hpp for the checks of extents,
+/// strides, parameters and overlap; core/status.hpp for the checks of values and their contract
+/// on a device).
 #include <cstdint>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
 #include "config.hpp"
 
@@ -53,21 +54,6 @@ namespace detail {
 [[noreturn]] inline void fail(errc code, const std::string& argument, const std::string& expected,
                               const std::string& given) {
   throw error(code, "rhythm: argument '" + argument + "': expected " + expected + ", got " + given);
-}
-
-/// Throws unless `ok`; the message parts are only built on failure.
-template <class Given>
-inline void require(bool ok, errc code, const std::string& argument, const std::string& expected,
-                    const Given& given) {
-  if (!ok) {
-    if constexpr (std::is_convertible_v<Given, std::string>) {
-      fail(code, argument, expected, std::string(given));
-    } else if constexpr (std::is_same_v<Given, bool>) {
-      fail(code, argument, expected, given ? "true" : "false");
-    } else {
-      fail(code, argument, expected, std::to_string(given));
-    }
-  }
 }
 
 }  // namespace detail

@@ -132,7 +132,7 @@ TEST(AdaptersAgree, SignalsFromQK) {
 
 TEST(AdaptersAgree, SignalsFromMaps) {
   const data x(2);
-  const rhythm::signal_params p{.window = 5, .horizon_lo = 3, .horizon_hi = 30};
+  const rhythm::signal_params p{.window = 5, .horizon = {.lo = 3, .hi = 30}};
   const auto me = eigen_tensor<float>(x.maps, B, H, N, N);
   const auto mx = xt_array(x.maps, B, H, N, N);
   const auto e = of(rhythm::eigen::head_signals_from_maps(rhythm::exec::seq{}, me, x.segs, p));
@@ -150,7 +150,7 @@ struct credit {
 
 template <bool FromMaps>
 void check_pipeline(const data& x) {
-  const rhythm::pipeline_params params{.signals = {.window = 6, .horizon_lo = 4, .horizon_hi = 40}};
+  const rhythm::pipeline_params params{.signals = {.window = 6, .horizon = {.lo = 4, .hi = 40}}};
   const auto policy = rhythm::exec::par{2};
   const rhythm::shaping::coupled_rhythm shaping{};
 
@@ -195,20 +195,23 @@ void check_pipeline(const data& x) {
                               rhythm::xt::view<2>(gamma), rhythm::xt::view<2>(shaped), params);
     s = {{gamma.data(), gamma.data() + B * N}, {shaped.data(), shaped.data() + B * N}, diag.anchor};
   }
-  // LibTorch: the convenience call, tensors in and out.
+  // LibTorch: credit_assigner, tensors in and out.
   credit t;
   {
     const at::Tensor rewards = at::from_blob(const_cast<float*>(x.rewards.data()), {B}, at::kFloat).clone();
     const at::Tensor ids = at::from_blob(const_cast<std::int64_t*>(x.ids.data()), {B}, at::kLong).clone();
-    rhythm::torch::credit_tensors r;
+    const at::Tensor segments = rhythm::torch::segments_tensor(x.segs);
+    rhythm::torch::credit_assigner assign(shaping, params, 2);
+    rhythm::torch::credit_result r;
     if constexpr (FromMaps)
-      r = rhythm::torch::credit_from_maps(torch_tensor(x.maps, B, H, N, N), x.segs, rewards, ids, shaping, params, 2);
+      r = assign({.maps = torch_tensor(x.maps, B, H, N, N), .segments = segments, .rewards = rewards,
+                  .group_ids = ids});
     else
-      r = rhythm::torch::credit_from_qk(torch_tensor(x.q, B, H, N, d), torch_tensor(x.k, B, Hkv, N, d), x.segs,
-                                        rewards, ids, shaping, params, 2);
+      r = assign({.q = torch_tensor(x.q, B, H, N, d), .k = torch_tensor(x.k, B, Hkv, N, d), .segments = segments,
+                  .rewards = rewards, .group_ids = ids});
     t = {{r.gamma.data_ptr<float>(), r.gamma.data_ptr<float>() + B * N},
          {r.shaped.data_ptr<float>(), r.shaped.data_ptr<float>() + B * N},
-         r.diagnostics.anchor};
+         r.diagnostics.values().anchor};
   }
   EXPECT_EQ(e.gamma, s.gamma);
   EXPECT_EQ(e.gamma, t.gamma);

@@ -8,7 +8,7 @@
 
 namespace {
 using namespace rt;
-
+using outputs = head_outputs<rhythm::exec::seq>;
 
 // Every element of a rank-2 view equals the Eigen coefficient, and writes through the view land there.
 template <class V, class M>
@@ -297,27 +297,28 @@ struct maps_problem {
   static constexpr i64 B = 2, H = 4, N = 40, d = 8;
   std::vector<rhythm::segment> segs{{0, 9, 40}, {4, 15, 36}};
   std::vector<float> maps;  // [B, H, N, N] row-major, NaN outside what the library reads
-  rhythm::signal_params params{.window = 6, .horizon_lo = 3, .horizon_hi = 20};
+  rhythm::signal_params params{.window = 6, .horizon = {.lo = 3, .hi = 20}};
   maps_problem() {
     std::mt19937 rng(42);
     maps = random_maps(rng, B, H, N, segs).data;
   }
-  head_outputs reference(rhythm::view<const float, 4> m) const {
-    head_outputs out(B, H, N);
-    rhythm::head_signals_from_maps(rhythm::exec::seq{}, m, rhythm::make_view(segs), out.span_view(), out.waad_view(),
-                                   out.fai_view(), params);
+  outputs reference(rhythm::view<const float, 4> m) const {
+    outputs out(B, H, N);
+    rhythm::head_signals_from_maps(rhythm::exec::seq{}, m, rhythm::make_view(segs), out.span, out.waad, out.fai,
+                                   params);
     return out;
   }
 };
 
 template <class Span, class Waad, class Fai>
-void expect_equal_outputs(const head_outputs& want, const Span& span, const Waad& waad, const Fai& fai) {
+void expect_equal_outputs(const outputs& want, const Span& span, const Waad& waad, const Fai& fai) {
+  const auto w = want.host();
   for (i64 b = 0; b < want.B; ++b)
     for (i64 h = 0; h < want.H; ++h) {
-      EXPECT_EQ(span(b, h), want.span[b * want.H + h]) << b << "," << h;
+      EXPECT_EQ(span(b, h), w.span[b * want.H + h]) << b << "," << h;
       for (i64 t = 0; t < want.N; ++t) {
-        EXPECT_EQ(waad(b, h, t), want.waad[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
-        EXPECT_EQ(fai(b, h, t), want.fai[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
+        EXPECT_EQ(waad(b, h, t), w.waad[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
+        EXPECT_EQ(fai(b, h, t), w.fai[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
       }
     }
 }
@@ -354,7 +355,7 @@ TEST(EigenSignals, MapsThroughColumnMajorTensorEqualTheSameStrides) {
   const auto r = rhythm::eigen::head_signals_from_maps(rhythm::exec::par{3}, maps, p.segs, p.params);
   expect_equal_outputs(want, r.span, r.waad, r.fai);
   // and, to float rounding, the contiguous result (the core's unit-stride path sums in another order)
-  const auto contiguous = p.reference(rhythm::make_view(std::as_const(p.maps), std::array<i64, 4>{p.B, p.H, p.N, p.N}));
+  const auto contiguous = p.reference(rhythm::make_view(std::as_const(p.maps), p.B, p.H, p.N, p.N)).host();
   for (i64 b = 0; b < p.B; ++b)
     for (i64 h = 0; h < p.H; ++h) {
       EXPECT_TRUE(close(r.span(b, h), contiguous.span[b * p.H + h], 1e-5));
@@ -371,10 +372,9 @@ TEST(EigenSignals, BFloat16MapsEqualRhythmBFloat16) {
     theirs.data()[i] = Eigen::bfloat16(p.maps[i]);
     ASSERT_TRUE(std::isnan(p.maps[i]) || mine[i].bits == rhythm::eigen::view(theirs).data_handle()[i].bits);
   }
-  head_outputs want(p.B, p.H, p.N);
+  outputs want(p.B, p.H, p.N);
   rhythm::head_signals_from_maps(rhythm::exec::seq{}, rhythm::make_view(mine, std::array<i64, 4>{p.B, p.H, p.N, p.N}),
-                                 rhythm::make_view(p.segs), want.span_view(), want.waad_view(), want.fai_view(),
-                                 p.params);
+                                 rhythm::make_view(p.segs), want.span, want.waad, want.fai, p.params);
   const auto r = rhythm::eigen::head_signals_from_maps(rhythm::exec::seq{}, theirs, p.segs, p.params);
   expect_equal_outputs(want, r.span, r.waad, r.fai);
 }
@@ -384,11 +384,11 @@ TEST(EigenSignals, QKThroughTensorsEqualMakeView) {
   std::vector<rhythm::segment> segs{{0, 7, 30}, {2, 12, 27}};
   std::mt19937 rng(5);
   std::vector<float> q = random_floats(rng, B * H * N * d), k = random_floats(rng, B * Hkv * N * d);
-  const rhythm::signal_params params{.window = 5, .horizon_lo = 2, .horizon_hi = 15};
-  head_outputs want(B, H, N);
+  const rhythm::signal_params params{.window = 5, .horizon = {.lo = 2, .hi = 15}};
+  outputs want(B, H, N);
   rhythm::head_signals_from_qk(rhythm::exec::seq{}, rhythm::make_view(std::as_const(q), std::array<i64, 4>{B, H, N, d}),
                                rhythm::make_view(std::as_const(k), std::array<i64, 4>{B, Hkv, N, d}),
-                               rhythm::make_view(segs), want.span_view(), want.waad_view(), want.fai_view(), params);
+                               rhythm::make_view(segs), want.span, want.waad, want.fai, params);
   Eigen::TensorMap<Eigen::Tensor<float, 4, Eigen::RowMajor>> qt(q.data(), B, H, N, d), kt(k.data(), B, Hkv, N, d);
   const auto r = rhythm::eigen::head_signals_from_qk(rhythm::exec::par{2}, qt, kt, segs, params);
   expect_equal_outputs(want, r.span, r.waad, r.fai);

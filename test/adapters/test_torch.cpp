@@ -1,9 +1,10 @@
 // The LibTorch adapter: views of tensors (round trips, strides, every rejection with its message),
-// the signal and pipeline wrappers against the core on the same data (bitwise), bf16/half inputs,
-// and the autograd PPO-clip loss (value against rhythm::ppo_clip_objective, gradient against finite
-// differences, zero where clipped).
+// the signal wrappers and credit_assigner against the core on the same data (bitwise), masks to
+// segments, bf16/half inputs, and the autograd PPO-clip loss (value against rhythm::ppo_clip_objective,
+// gradient against finite differences, zero where clipped).
 #include <rhythm/torch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -164,11 +165,12 @@ TEST(TorchView, RejectsTensorsNotOnTheCpu) {
   // value that a CUDA tensor would carry (view() calls the same function with t.device()).
   EXPECT_TRUE(has_all(torch_error([] { rtorch::detail::check_device(c10::Device(c10::kCUDA, 1), "q"); }),
                       {"argument 'q'", "expected a CPU tensor", "got a tensor on cuda:1",
-                       "the CUDA backend of rhythm::torch is not available yet", "<rhythm/cuda.cuh>"}));
+                       "rhythm::torch::view reads host memory",
+                       "credit_assigner and head_signals_from_* take CUDA tensors", "<rhythm/cuda.cuh>"}));
   if (at::hasCUDA()) {
     const at::Tensor cuda = at::zeros({2, 3}, at::TensorOptions().device(at::kCUDA));
     EXPECT_TRUE(has_all(torch_error([&] { rtorch::view<const float, 2>(cuda, "q"); }),
-                        {"cuda:0", "not available yet"}));
+                        {"cuda:0", "reads host memory"}));
   }
 }
 
@@ -264,6 +266,18 @@ struct batch {
   at::Tensor rewards_tensor() const { return tensor_of(rewards, {B}); }
   at::Tensor ids_tensor() const { return tensor_of(ids, {B}); }
   at::Tensor entropies_tensor() const { return tensor_of(entropies, {B, N}); }
+  at::Tensor segments_tensor() const { return rtorch::segments_tensor(segs); }
+  // [B, N] masks of the segments: nonzero at the response positions, and at the real tokens.
+  at::Tensor response_mask() const {
+    at::Tensor m = at::zeros({B, N}, at::kBool);
+    for (i64 b = 0; b < B; ++b) m[b].slice(0, segs[b].response_begin, segs[b].end).fill_(true);
+    return m;
+  }
+  at::Tensor attention_mask() const {
+    at::Tensor m = at::zeros({B, N}, at::kLong);
+    for (i64 b = 0; b < B; ++b) m[b].slice(0, segs[b].begin, segs[b].end).fill_(1);
+    return m;
+  }
 };
 
 template <class T>
@@ -275,33 +289,35 @@ std::vector<T> convert(const std::vector<float>& v) {
 }
 
 // The core on views of vectors: maps [B,H,N,N] or q,k.
+using outputs = head_outputs<rhythm::exec::seq>;
 template <class T>
-head_outputs core_from_maps(const std::vector<T>& maps, const batch& x, const rhythm::signal_params& p = {}) {
-  head_outputs o(batch::B, batch::H, batch::N);
-  rhythm::head_signals_from_maps(rhythm::exec::seq{}, make_view(maps, std::array<i64, 4>{batch::B, batch::H, batch::N, batch::N}),
-                                 make_view(x.segs), o.span_view(), o.waad_view(), o.fai_view(), p);
+outputs core_from_maps(const std::vector<T>& maps, const batch& x, const rhythm::signal_params& p = {}) {
+  outputs o(batch::B, batch::H, batch::N);
+  rhythm::head_signals_from_maps(rhythm::exec::seq{}, make_view(maps, batch::B, batch::H, batch::N, batch::N),
+                                 make_view(x.segs), o.span, o.waad, o.fai, p);
   return o;
 }
 template <class T>
-head_outputs core_from_qk(const std::vector<T>& q, const std::vector<T>& k, const batch& x,
-                          const rhythm::signal_params& p = {}) {
-  head_outputs o(batch::B, batch::H, batch::N);
-  rhythm::head_signals_from_qk(rhythm::exec::seq{}, make_view(q, std::array<i64, 4>{batch::B, batch::H, batch::N, batch::d}),
-                               make_view(k, std::array<i64, 4>{batch::B, batch::Hkv, batch::N, batch::d}),
-                               make_view(x.segs), o.span_view(), o.waad_view(), o.fai_view(), p);
+outputs core_from_qk(const std::vector<T>& q, const std::vector<T>& k, const batch& x,
+                     const rhythm::signal_params& p = {}) {
+  outputs o(batch::B, batch::H, batch::N);
+  rhythm::head_signals_from_qk(rhythm::exec::seq{}, make_view(q, batch::B, batch::H, batch::N, batch::d),
+                               make_view(k, batch::B, batch::Hkv, batch::N, batch::d), make_view(x.segs), o.span,
+                               o.waad, o.fai, p);
   return o;
 }
 
-void expect_same_signals(const rtorch::head_signal_tensors& got, const head_outputs& want) {
+void expect_same_signals(const rtorch::head_signal_tensors& got, const outputs& want) {
   for (const auto* t : {&got.span, &got.waad, &got.fai}) {
     EXPECT_EQ(t->scalar_type(), at::kFloat);
     EXPECT_TRUE(t->is_contiguous());
   }
   EXPECT_EQ(got.span.sizes(), (std::vector<i64>{want.B, want.H}));
   EXPECT_EQ(got.waad.sizes(), (std::vector<i64>{want.B, want.H, want.N}));
-  EXPECT_EQ(values(got.span), want.span);
-  EXPECT_EQ(values(got.waad), want.waad);
-  EXPECT_EQ(values(got.fai), want.fai);
+  const auto w = want.host();
+  EXPECT_EQ(values(got.span), w.span);
+  EXPECT_EQ(values(got.waad), w.waad);
+  EXPECT_EQ(values(got.fai), w.fai);
 }
 
 void expect_same_signals(const rtorch::head_signal_tensors& got, const rtorch::head_signal_tensors& want) {
@@ -312,7 +328,7 @@ void expect_same_signals(const rtorch::head_signal_tensors& got, const rtorch::h
 
 TEST(TorchSignals, FromMapsEqualsTheCoreOnTheSameData) {
   const batch x(1);
-  const rhythm::signal_params p{.window = 6, .horizon_lo = 4, .horizon_hi = 30};
+  const rhythm::signal_params p{.window = 6, .horizon = {.lo = 4, .hi = 30}};
   expect_same_signals(rtorch::head_signals_from_maps(x.maps_tensor(), x.segs, p, 3), core_from_maps(x.maps, x, p));
   expect_same_signals(rtorch::head_signals_from_maps(x.maps_tensor(), rtorch::segments_tensor(x.segs), p),
                       core_from_maps(x.maps, x, p));
@@ -321,7 +337,7 @@ TEST(TorchSignals, FromMapsEqualsTheCoreOnTheSameData) {
 TEST(TorchSignals, FromQKEqualsTheCoreOnTheSameData) {
   const batch x(2);
   expect_same_signals(rtorch::head_signals_from_qk(x.q_tensor(), x.k_tensor(), x.segs, {}, 3), core_from_qk(x.q, x.k, x));
-  const rhythm::signal_params p{.window = 3, .horizon_lo = 2, .horizon_hi = rhythm::unbounded_horizon, .scale = 0.3f};
+  const rhythm::signal_params p{.window = 3, .horizon = {.lo = 2, .hi = rhythm::unbounded_horizon}, .scale = 0.3f};
   expect_same_signals(rtorch::head_signals_from_qk(x.q_tensor(), x.k_tensor(), rtorch::segments_tensor(x.segs), p),
                       core_from_qk(x.q, x.k, x, p));
 }
@@ -442,130 +458,428 @@ TEST(TorchSignals, RejectsMismatchedInputs) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Pipeline: through torch equals through core views, bitwise
+// credit_assigner: through torch equals rhythm::credit_pipeline on core views, bitwise
 
-struct core_credit {
-  std::vector<float> gamma = std::vector<float>(batch::B * batch::N, -7.0f);
-  std::vector<float> shaped = std::vector<float>(batch::B * batch::N, -7.0f);
-  rhythm::pipeline_diagnostics diagnostics;
-  auto gamma_view() { return make_view(gamma, std::array<i64, 2>{batch::B, batch::N}); }
-  auto shaped_view() { return make_view(shaped, std::array<i64, 2>{batch::B, batch::N}); }
-};
-
-void expect_same_credit(const rtorch::credit_tensors& got, const core_credit& want) {
-  EXPECT_EQ(got.gamma.sizes(), (std::vector<i64>{batch::B, batch::N}));
-  EXPECT_EQ(got.gamma.scalar_type(), at::kFloat);
-  EXPECT_EQ(values(got.gamma), want.gamma);
-  EXPECT_EQ(values(got.shaped), want.shaped);
-  const auto &g = got.diagnostics, &w = want.diagnostics;
-  EXPECT_EQ(g.response_tokens, w.response_tokens);
-  EXPECT_EQ(g.preplan, w.preplan);
-  EXPECT_EQ(g.anchor, w.anchor);
-  EXPECT_EQ(g.dominated, w.dominated);
-  EXPECT_EQ(g.intro, w.intro);
-  EXPECT_EQ(g.mean_gamma, w.mean_gamma);
-  EXPECT_EQ(g.amplified_share, w.amplified_share);
+// The elements of a rank-1 or rank-2 view in row-major order.
+template <class T, std::size_t Rank>
+std::vector<std::remove_const_t<T>> elements(const rhythm::view<T, Rank>& v) {
+  static_assert(Rank == 1 || Rank == 2);
+  std::vector<std::remove_const_t<T>> out;
+  for (i64 i = 0; i < v.extent(0); ++i) {
+    if constexpr (Rank == 1) out.push_back(v(i));
+    else
+      for (i64 j = 0; j < v.extent(1); ++j) out.push_back(v(i, j));
+  }
+  return out;
 }
 
+// The elements of a tensor read as T (its dtype and rank checked by rhythm::torch::view).
+template <class T, std::size_t Rank>
+std::vector<T> elements(const at::Tensor& t, const char* name) {
+  return elements(rtorch::view<const T, Rank>(t, name));
+}
+
+// What rhythm::credit_pipeline gives on views of the same data: gamma, shaped, the diagnostics,
+// and the intermediates that credit_diagnostics holds as tensors.
+struct core_credit {
+  static constexpr i64 B = batch::B, H = batch::H, N = batch::N;
+  std::vector<float> gamma = std::vector<float>(B * N, -7.0f);
+  std::vector<float> shaped = std::vector<float>(B * N, -7.0f);
+  rhythm::pipeline_diagnostics diagnostics;
+  std::vector<float> advantages, waad, fai, head_spans;
+  std::vector<rhythm::token_flag> flags;
+  std::vector<rhythm::head_role> head_roles;
+  auto gamma_view() { return make_view(gamma, B, N); }
+  auto shaped_view() { return make_view(shaped, B, N); }
+  void keep(const rhythm::credit_pipeline& pipe) {
+    advantages = elements(pipe.advantages()), waad = elements(pipe.waad()), fai = elements(pipe.fai());
+    head_spans = elements(pipe.head_spans()), flags = elements(pipe.flags()), head_roles = elements(pipe.head_roles());
+  }
+};
+
+// credit_pipeline::run_from_qk on views of vectors (with x.entropies when `entropies`).
 template <class T, class Shaping>
 core_credit core_pipeline_qk(const std::vector<T>& q, const std::vector<T>& k, const batch& x, const Shaping& shaping,
-                             const rhythm::pipeline_params& p = {}) {
+                             const rhythm::pipeline_params& p = {}, bool entropies = false) {
   rhythm::credit_pipeline pipe;
   core_credit o;
-  o.diagnostics = pipe.run_from_qk(rhythm::exec::seq{}, make_view(q, std::array<i64, 4>{batch::B, batch::H, batch::N, batch::d}),
-                                   make_view(k, std::array<i64, 4>{batch::B, batch::Hkv, batch::N, batch::d}),
-                                   make_view(x.segs), make_view(x.rewards), make_view(x.ids), shaping, o.gamma_view(),
-                                   o.shaped_view(), p);
+  const auto qv = make_view(q, batch::B, batch::H, batch::N, batch::d);
+  const auto kv = make_view(k, batch::B, batch::Hkv, batch::N, batch::d);
+  o.diagnostics = entropies ? pipe.run_from_qk(rhythm::exec::seq{}, qv, kv, make_view(x.segs), make_view(x.rewards),
+                                               make_view(x.ids), make_view(x.entropies, batch::B, batch::N), shaping,
+                                               o.gamma_view(), o.shaped_view(), p)
+                            : pipe.run_from_qk(rhythm::exec::seq{}, qv, kv, make_view(x.segs), make_view(x.rewards),
+                                               make_view(x.ids), shaping, o.gamma_view(), o.shaped_view(), p);
+  o.keep(pipe);
   return o;
 }
 
-TEST(TorchPipeline, FromQKEqualsTheCoreBitwise) {
+// credit_pipeline::run_from_maps on views of vectors (with x.entropies when `entropies`).
+template <class T, class Shaping>
+core_credit core_pipeline_maps(const std::vector<T>& maps, const batch& x, const Shaping& shaping,
+                               const rhythm::pipeline_params& p = {}, bool entropies = false) {
+  rhythm::credit_pipeline pipe;
+  core_credit o;
+  const auto mv = make_view(maps, batch::B, batch::H, batch::N, batch::N);
+  o.diagnostics = entropies ? pipe.run_from_maps(rhythm::exec::seq{}, mv, make_view(x.segs), make_view(x.rewards),
+                                                 make_view(x.ids), make_view(x.entropies, batch::B, batch::N), shaping,
+                                                 o.gamma_view(), o.shaped_view(), p)
+                            : pipe.run_from_maps(rhythm::exec::seq{}, mv, make_view(x.segs), make_view(x.rewards),
+                                                 make_view(x.ids), shaping, o.gamma_view(), o.shaped_view(), p);
+  o.keep(pipe);
+  return o;
+}
+
+// gamma, shaped, every diagnostics tensor and diagnostics.values() equal the core's, bit for bit.
+void expect_same_credit(const rtorch::credit_result& got, const core_credit& want) {
+  const i64 B = core_credit::B, H = core_credit::H, N = core_credit::N;
+  EXPECT_EQ(got.gamma.sizes(), (std::vector<i64>{B, N}));
+  EXPECT_EQ(got.shaped.sizes(), (std::vector<i64>{B, N}));
+  EXPECT_EQ((elements<float, 2>(got.gamma, "gamma")), want.gamma);
+  EXPECT_EQ((elements<float, 2>(got.shaped, "shaped")), want.shaped);
+  const auto& g = got.diagnostics;
+  for (const at::Tensor* t : {&g.response_tokens, &g.preplan, &g.anchor, &g.dominated, &g.intro}) {
+    EXPECT_EQ(t->dim(), 0);
+    EXPECT_EQ(t->scalar_type(), at::kLong);
+  }
+  for (const at::Tensor* t : {&g.mean_gamma, &g.amplified_share}) {
+    EXPECT_EQ(t->dim(), 0);
+    EXPECT_EQ(t->scalar_type(), at::kDouble);
+  }
+  const auto v = g.values();
+  const auto& w = want.diagnostics;
+  EXPECT_EQ(v.response_tokens, w.response_tokens);
+  EXPECT_EQ(v.preplan, w.preplan);
+  EXPECT_EQ(v.anchor, w.anchor);
+  EXPECT_EQ(v.dominated, w.dominated);
+  EXPECT_EQ(v.intro, w.intro);
+  EXPECT_EQ(v.mean_gamma, w.mean_gamma);
+  EXPECT_EQ(v.amplified_share, w.amplified_share);
+  EXPECT_EQ(g.advantages.sizes(), (std::vector<i64>{B}));
+  EXPECT_EQ((elements<float, 1>(g.advantages, "advantages")), want.advantages);
+  EXPECT_EQ(g.flags.sizes(), (std::vector<i64>{B, N}));
+  EXPECT_EQ((elements<rhythm::token_flag, 2>(g.flags, "flags")), want.flags);
+  EXPECT_EQ(g.waad.sizes(), (std::vector<i64>{B, N}));
+  EXPECT_EQ((elements<float, 2>(g.waad, "waad")), want.waad);
+  EXPECT_EQ((elements<float, 2>(g.fai, "fai")), want.fai);
+  EXPECT_EQ(g.head_spans.sizes(), (std::vector<i64>{B, H}));
+  EXPECT_EQ((elements<float, 2>(g.head_spans, "head_spans")), want.head_spans);
+  EXPECT_EQ(g.head_roles.sizes(), (std::vector<i64>{B, H}));
+  EXPECT_EQ((elements<rhythm::head_role, 2>(g.head_roles, "head_roles")), want.head_roles);
+}
+
+TEST(TorchCredit, FromQKEqualsThePipelineBitwise) {
   const batch x(11);
   const auto want = core_pipeline_qk(x.q, x.k, x, rhythm::shaping::coupled_rhythm{});
-  const auto got = rtorch::credit_from_qk(x.q_tensor(), x.k_tensor(), rtorch::segments_tensor(x.segs),
-                                          x.rewards_tensor(), x.ids_tensor());
+  rtorch::credit_assigner assign;  // coupled_rhythm, default params
+  const auto got = assign({.q = x.q_tensor(), .k = x.k_tensor(), .segments = x.segments_tensor(),
+                           .rewards = x.rewards_tensor(), .group_ids = x.ids_tensor()});
   expect_same_credit(got, want);
-  EXPECT_GT(got.diagnostics.anchor, 0);
-  // Non-contiguous q and k: still bitwise.
+  EXPECT_GT(got.diagnostics.values().anchor, 0);
+  // Non-contiguous q and k, two threads: still bitwise.
   const at::Tensor q_bnhd = x.q_tensor().permute({0, 2, 1, 3}).contiguous().permute({0, 2, 1, 3});
-  expect_same_credit(rtorch::credit_from_qk(q_bnhd, x.k_tensor().transpose(2, 3).contiguous().transpose(2, 3), x.segs,
-                                            x.rewards_tensor(), x.ids_tensor(), rhythm::shaping::coupled_rhythm{}, {}, 2),
+  rtorch::credit_assigner two(rhythm::shaping::coupled_rhythm{}, {}, 2);
+  expect_same_credit(two({.q = q_bnhd, .k = x.k_tensor().transpose(2, 3).contiguous().transpose(2, 3),
+                          .segments = x.segments_tensor(), .rewards = x.rewards_tensor(), .group_ids = x.ids_tensor()}),
                      want);
 }
 
-TEST(TorchPipeline, FromMapsEqualsTheCoreAndThePipelineIsReused) {
+TEST(TorchCredit, FromMapsEqualsThePipelineAndThePipelineIsReused) {
   const batch x(12);
-  const rhythm::pipeline_params p{.signals = {.window = 8, .horizon_lo = 5, .horizon_hi = 40},
-                                  .tokens = {.q = 0.3},
-                                  .shaping = {.mean_preserving = true}};
-  rhythm::credit_pipeline core_pipe, torch_pipe({batch::B, batch::H, batch::N});
-  for (int round = 0; round < 2; ++round) {
+  rhythm::pipeline_params p{.signals = {.window = 8, .horizon = {.lo = 5, .hi = 40}},
+                            .selection = {.q = 0.3},
+                            .shaping = {.mean_preserving = true}};
+  // One assigner for every round; its policy, threads and params change between calls.
+  rtorch::credit_assigner assign(rhythm::shaping::global_anchor{}, p);
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
     core_credit want;
-    const auto maps = make_view(x.maps, std::array<i64, 4>{batch::B, batch::H, batch::N, batch::N});
-    rtorch::credit_tensors got;
     if (round == 0) {
-      want.diagnostics = core_pipe.run_from_maps(rhythm::exec::seq{}, maps, make_view(x.segs), make_view(x.rewards),
-                                                 make_view(x.ids), rhythm::shaping::global_anchor{}, want.gamma_view(),
-                                                 want.shaped_view(), p);
-      got = rtorch::credit_from_maps(torch_pipe, x.maps_tensor(), x.segs, x.rewards_tensor(), x.ids_tensor(),
-                                     rhythm::shaping::global_anchor{}, p);
-    } else {
-      want.diagnostics = core_pipe.run_from_maps(rhythm::exec::seq{}, maps, make_view(x.segs), make_view(x.rewards),
-                                                 make_view(x.ids), rhythm::shaping::local_chunk{.gamma_amp = 2.0},
-                                                 want.gamma_view(), want.shaped_view(), p);
-      got = rtorch::credit_from_maps(torch_pipe, x.maps_tensor(), x.segs, x.rewards_tensor(), x.ids_tensor(),
-                                     rhythm::shaping::local_chunk{.gamma_amp = 2.0}, p, 3);
+      want = core_pipeline_maps(x.maps, x, rhythm::shaping::global_anchor{}, p);
+    } else if (round == 1) {
+      assign.policy = rhythm::shaping::local_chunk{.gamma_amp = 2.0};
+      assign.threads = 3;
+      want = core_pipeline_maps(x.maps, x, rhythm::shaping::local_chunk{.gamma_amp = 2.0}, p);
+    } else {  // heads ranked over the batch: one row of roles, expanded to [B, H] in the diagnostics
+      p.pooled_groups = true;
+      assign.params = p;
+      want = core_pipeline_maps(x.maps, x, rhythm::shaping::local_chunk{.gamma_amp = 2.0}, p);
+      for (i64 b = 1; b < batch::B; ++b)
+        EXPECT_TRUE(std::equal(want.head_roles.begin(), want.head_roles.begin() + batch::H,
+                               want.head_roles.begin() + b * batch::H));
     }
+    const auto got = assign({.maps = x.maps_tensor(), .segments = x.segments_tensor(), .rewards = x.rewards_tensor(),
+                             .group_ids = x.ids_tensor()});
     expect_same_credit(got, want);
-    // The pipeline's intermediates are those of this run.
-    for (i64 b = 0; b < batch::B; ++b) EXPECT_EQ(torch_pipe.advantages()(b), core_pipe.advantages()(b));
-    for (i64 i = 0; i < batch::B * batch::N; ++i) EXPECT_EQ(torch_pipe.flags().data_handle()[i], core_pipe.flags().data_handle()[i]);
+    // The assigner's pipeline holds the intermediates of this run.
+    EXPECT_EQ(elements(assign.pipeline().advantages()), want.advantages);
+    EXPECT_EQ(elements(assign.pipeline().flags()), want.flags);
+    EXPECT_EQ(elements(assign.pipeline().head_roles()), want.head_roles);
   }
 }
 
-TEST(TorchPipeline, EntropyPolicyAndHalfInputsEqualTheCore) {
+TEST(TorchCredit, EntropyPolicyAndHalfInputsEqualThePipeline) {
   const batch x(13);
   const auto qh = convert<rhythm::half>(x.q), kh = convert<rhythm::half>(x.k);
   const i64 B = batch::B, H = batch::H, Hkv = batch::Hkv, N = batch::N, d = batch::d;
-  rhythm::credit_pipeline pipe;
-  core_credit want;
-  want.diagnostics = pipe.run_from_qk(rhythm::exec::seq{}, make_view(qh, std::array<i64, 4>{B, H, N, d}),
-                                      make_view(kh, std::array<i64, 4>{B, Hkv, N, d}), make_view(x.segs),
-                                      make_view(x.rewards), make_view(x.ids),
-                                      make_view(x.entropies, std::array<i64, 2>{B, N}), rhythm::shaping::entropy{},
-                                      want.gamma_view(), want.shaped_view());
-  const auto got = rtorch::credit_from_qk(tensor_of(qh, {B, H, N, d}), tensor_of(kh, {B, Hkv, N, d}), x.segs,
-                                          x.rewards_tensor(), x.ids_tensor(), x.entropies_tensor(),
-                                          rhythm::shaping::entropy{});
-  expect_same_credit(got, want);
-  const auto bf = convert<rhythm::bfloat16>(x.q), bk = convert<rhythm::bfloat16>(x.k);
-  expect_same_credit(rtorch::credit_from_qk(tensor_of(bf, {B, H, N, d}), tensor_of(bk, {B, Hkv, N, d}), x.segs,
-                                            x.rewards_tensor(), x.ids_tensor()),
-                     core_pipeline_qk(bf, bk, x, rhythm::shaping::coupled_rhythm{}));
+  rtorch::credit_assigner entropy(rhythm::shaping::entropy{});
+  expect_same_credit(entropy({.q = tensor_of(qh, {B, H, N, d}), .k = tensor_of(kh, {B, Hkv, N, d}),
+                              .segments = x.segments_tensor(), .rewards = x.rewards_tensor(),
+                              .group_ids = x.ids_tensor(), .entropies = x.entropies_tensor()}),
+                     core_pipeline_qk(qh, kh, x, rhythm::shaping::entropy{}, {}, true));
+  // 16-bit entropies are read as the float values they hold.
+  for (const auto type : {at::kHalf, at::kBFloat16}) {
+    const at::Tensor e16 = x.entropies_tensor().to(type);
+    const auto run = [&](const at::Tensor& e) {
+      return entropy({.maps = x.maps_tensor(), .segments = x.segments_tensor(), .rewards = x.rewards_tensor(),
+                      .group_ids = x.ids_tensor(), .entropies = e});
+    };
+    const auto a = run(e16), b = run(e16.to(at::kFloat));
+    EXPECT_TRUE(at::equal(a.gamma, b.gamma) && at::equal(a.shaped, b.shaped)) << c10::toString(type);
+  }
+  const auto bq = convert<rhythm::bfloat16>(x.q), bk = convert<rhythm::bfloat16>(x.k);
+  rtorch::credit_assigner coupled;
+  expect_same_credit(coupled({.q = tensor_of(bq, {B, H, N, d}), .k = tensor_of(bk, {B, Hkv, N, d}),
+                              .segments = x.segments_tensor(), .rewards = x.rewards_tensor(),
+                              .group_ids = x.ids_tensor()}),
+                     core_pipeline_qk(bq, bk, x, rhythm::shaping::coupled_rhythm{}));
 }
 
-TEST(TorchPipeline, RejectsBadRewardsAndGroupIds) {
-  const batch x(14);
-  const at::Tensor q = x.q_tensor(), k = x.k_tensor();
-  EXPECT_TRUE(has_all(
-      torch_error([&] { rtorch::credit_from_qk(q, k, x.segs, x.rewards_tensor().to(at::kDouble), x.ids_tensor()); }),
-      {"argument 'rewards'", "expected dtype Float", "got dtype Double"}));
-  EXPECT_TRUE(has_all(
-      torch_error([&] { rtorch::credit_from_qk(q, k, x.segs, x.rewards_tensor(), x.ids_tensor().to(at::kInt)); }),
-      {"argument 'group_ids'", "expected dtype Long", "got dtype Int"}));
+TEST(TorchCredit, EveryBuiltInPolicyEqualsThePipeline) {
+  const batch x(16);
+  // Each built-in through shaping::any into the assigner, the built-in itself into the core.
+  const auto check = [&](const auto& policy) {
+    SCOPED_TRACE(rhythm::shaping::any(policy).name());
+    rtorch::credit_assigner assign(policy, {}, 2);
+    expect_same_credit(assign({.maps = x.maps_tensor(), .segments = x.segments_tensor(), .rewards = x.rewards_tensor(),
+                               .group_ids = x.ids_tensor(), .entropies = x.entropies_tensor()}),
+                       core_pipeline_maps(x.maps, x, policy, {}, true));
+  };
+  check(rhythm::shaping::uniform{});
+  check(rhythm::shaping::local_chunk{.gamma_amp = 1.8});
+  check(rhythm::shaping::global_anchor{});
+  check(rhythm::shaping::coupled_rhythm{.gamma_amp = 1.3, .alpha = 0.25});
+  check(rhythm::shaping::random{.q = 0.3, .seed = 5});
+  check(rhythm::shaping::entropy{.selection = {.q = 0.2, .bottom = true}});
+  // A policy parsed from its name, with its defaults.
+  rtorch::credit_assigner parsed(rhythm::shaping::any::parse("global_anchor"));
+  expect_same_credit(parsed({.maps = x.maps_tensor(), .segments = x.segments_tensor(), .rewards = x.rewards_tensor(),
+                             .group_ids = x.ids_tensor()}),
+                     core_pipeline_maps(x.maps, x, rhythm::shaping::global_anchor{}));
+  EXPECT_TRUE(has_all(rhythm_error([] { rhythm::shaping::any::parse("coupled"); }, rhythm::errc::bad_parameter),
+                      {"argument 'policy'", "coupled_rhythm, random or entropy", "got 'coupled'"}));
+}
+
+TEST(TorchCredit, MasksGiveTheSameResultAsSegments) {
+  const batch x(15);
+  ASSERT_TRUE(std::any_of(x.segs.begin(), x.segs.end(), [](const rhythm::segment& s) { return s.begin > 0; }))
+      << "some rows are left-padded";
+  const at::Tensor response = x.response_mask(), attention = x.attention_mask();
+  EXPECT_EQ(rtorch::segments_from_masks(response, attention), x.segs);
+  rtorch::credit_assigner assign;
+  const auto from_segments = assign({.q = x.q_tensor(), .k = x.k_tensor(), .segments = x.segments_tensor(),
+                                     .rewards = x.rewards_tensor(), .group_ids = x.ids_tensor()});
+  const auto from_masks = assign({.q = x.q_tensor(), .k = x.k_tensor(), .response_mask = response,
+                                  .attention_mask = attention, .rewards = x.rewards_tensor(),
+                                  .group_ids = x.ids_tensor()});
+  EXPECT_TRUE(at::equal(from_masks.gamma, from_segments.gamma));
+  EXPECT_TRUE(at::equal(from_masks.shaped, from_segments.shaped));
+  EXPECT_TRUE(at::equal(from_masks.diagnostics.flags, from_segments.diagnostics.flags));
+  const auto want = core_pipeline_qk(x.q, x.k, x, rhythm::shaping::coupled_rhythm{});
+  expect_same_credit(from_masks, want);
+  // uint8 and bool masks the other way round, on the maps path.
+  expect_same_credit(assign({.maps = x.maps_tensor(), .response_mask = response.to(at::kByte),
+                             .attention_mask = attention.to(at::kBool), .rewards = x.rewards_tensor(),
+                             .group_ids = x.ids_tensor()}),
+                     core_pipeline_maps(x.maps, x, rhythm::shaping::coupled_rhythm{}));
+  // CUDA inputs (where there is a device) give the same results, on the device.
+  if (at::hasCUDA()) {
+    const auto cuda = [](const at::Tensor& t) { return t.to(at::kCUDA); };
+    const auto on_device = assign({.q = cuda(x.q_tensor()), .k = cuda(x.k_tensor()), .response_mask = cuda(response),
+                                   .attention_mask = cuda(attention), .rewards = cuda(x.rewards_tensor()),
+                                   .group_ids = cuda(x.ids_tensor())});
+    EXPECT_TRUE(on_device.gamma.is_cuda());
+    EXPECT_TRUE(on_device.diagnostics.anchor.is_cuda());
+    EXPECT_TRUE(on_device.diagnostics.head_roles.is_cuda());
+    rtorch::credit_result host{on_device.gamma.cpu(), on_device.shaped.cpu(), on_device.diagnostics};
+    for (at::Tensor* t : {&host.diagnostics.response_tokens, &host.diagnostics.preplan, &host.diagnostics.anchor,
+                          &host.diagnostics.dominated, &host.diagnostics.intro, &host.diagnostics.mean_gamma,
+                          &host.diagnostics.amplified_share, &host.diagnostics.advantages, &host.diagnostics.flags,
+                          &host.diagnostics.waad, &host.diagnostics.fai, &host.diagnostics.head_spans,
+                          &host.diagnostics.head_roles})
+      *t = t->cpu();
+    expect_same_credit(host, want);
+  }
+}
+
+TEST(TorchCredit, RejectsBothOrNeitherInputs) {
+  const batch x(17);
+  rtorch::credit_assigner assign;
+  const at::Tensor q = x.q_tensor(), k = x.k_tensor(), maps = x.maps_tensor(), seg = x.segments_tensor();
+  const at::Tensor r = x.rewards_tensor(), ids = x.ids_tensor();
   EXPECT_TRUE(has_all(torch_error([&] {
-                        rtorch::credit_from_qk(q, k, x.segs, x.rewards_tensor(), x.ids_tensor(),
-                                               x.entropies_tensor().to(at::kHalf), rhythm::shaping::entropy{});
+                        assign({.q = q, .k = k, .maps = maps, .segments = seg, .rewards = r, .group_ids = ids});
                       }),
-                      {"argument 'entropies'", "expected dtype Float", "got dtype Half"}));
-  EXPECT_TRUE(has_all(rhythm_error([&] { rtorch::credit_from_qk(q, k, x.segs, x.rewards_tensor().narrow(0, 0, 5), x.ids_tensor()); },
-                                   rhythm::errc::shape_mismatch),
-                      {"argument 'rewards'", "[B] = [6]", "[5]"}));
+                      {"credit_assigner", "expected either q and k or maps", "got both q/k and maps"}));
+  EXPECT_TRUE(has_all(torch_error([&] { assign({.segments = seg, .rewards = r, .group_ids = ids}); }),
+                      {"credit_assigner", "expected either q and k or maps", "got neither"}));
+  EXPECT_TRUE(has_all(torch_error([&] { assign({.q = q, .segments = seg, .rewards = r, .group_ids = ids}); }),
+                      {"argument 'k'", "expected a defined tensor"}));
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.q = q, .k = k, .response_mask = x.response_mask(), .segments = seg, .rewards = r,
+                                .group_ids = ids});
+                      }),
+                      {"credit_assigner", "expected either response_mask or segments", "got both"}));
+  EXPECT_TRUE(has_all(torch_error([&] { assign({.q = q, .k = k, .rewards = r, .group_ids = ids}); }),
+                      {"credit_assigner", "expected either response_mask or segments", "got neither"}));
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.maps = maps, .attention_mask = x.attention_mask(), .segments = seg, .rewards = r,
+                                .group_ids = ids});
+                      }),
+                      {"credit_assigner", "attention_mask goes with response_mask, not with segments"}));
+}
+
+TEST(TorchCredit, RejectsBadRewardsGroupIdsEntropiesAndParams) {
+  const batch x(14);
+  const at::Tensor q = x.q_tensor(), k = x.k_tensor(), seg = x.segments_tensor();
+  rtorch::credit_assigner assign;
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.q = q, .k = k, .segments = seg, .rewards = x.rewards_tensor().to(at::kDouble),
+                                .group_ids = x.ids_tensor()});
+                      }),
+                      {"argument 'rewards'", "expected dtype Float", "got dtype Double"}));
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.q = q, .k = k, .segments = seg, .rewards = x.rewards_tensor(),
+                                .group_ids = x.ids_tensor().to(at::kInt)});
+                      }),
+                      {"argument 'group_ids'", "expected dtype Long", "got dtype Int"}));
+  rtorch::credit_assigner entropy(rhythm::shaping::entropy{});
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        entropy({.q = q, .k = k, .segments = seg, .rewards = x.rewards_tensor(),
+                                 .group_ids = x.ids_tensor(), .entropies = x.entropies_tensor().to(at::kDouble)});
+                      }),
+                      {"argument 'entropies'", "expected dtype float32, bfloat16 or float16", "got dtype Double"}));
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        entropy({.q = q, .k = k, .segments = seg, .rewards = x.rewards_tensor(),
+                                 .group_ids = x.ids_tensor()});
+                      }),
+                      {"the entropy policy needs token entropies", "credit_batch.entropies"}));
+  const at::Tensor mask = at::ones({batch::B, batch::N - 1}, at::kBool);
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.q = q, .k = k, .response_mask = mask, .rewards = x.rewards_tensor(),
+                                .group_ids = x.ids_tensor()});
+                      }),
+                      {"argument 'response_mask'", "expected [B, N] = [6, ", "got sizes [6, "}));
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.q = q, .k = k, .response_mask = at::ones({batch::B, batch::N}, at::kBool),
+                                .attention_mask = mask, .rewards = x.rewards_tensor(), .group_ids = x.ids_tensor()});
+                      }),
+                      {"argument 'attention_mask'", "expected [B, N]"}));
   EXPECT_TRUE(has_all(rhythm_error([&] {
-                        rtorch::credit_from_maps(x.maps_tensor(), x.segs, x.rewards_tensor(), x.ids_tensor(),
-                                                 rhythm::shaping::coupled_rhythm{.alpha = 2.0});
+                        assign({.q = q, .k = k, .segments = seg, .rewards = x.rewards_tensor().narrow(0, 0, 5),
+                                .group_ids = x.ids_tensor()});
+                      }, rhythm::errc::shape_mismatch),
+                      {"argument 'rewards'", "[B] = [6]", "[5]"}));
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.q = q, .k = k, .segments = seg.to(at::kInt), .rewards = x.rewards_tensor(),
+                                .group_ids = x.ids_tensor()});
+                      }),
+                      {"argument 'segments'", "expected dtype Long", "got dtype Int"}));
+  rtorch::credit_assigner bad_alpha(rhythm::shaping::coupled_rhythm{.alpha = 2.0});
+  EXPECT_TRUE(has_all(rhythm_error([&] {
+                        bad_alpha({.maps = x.maps_tensor(), .segments = seg, .rewards = x.rewards_tensor(),
+                                   .group_ids = x.ids_tensor()});
                       }, rhythm::errc::bad_parameter),
                       {"alpha"}));
+  rtorch::credit_assigner bad_q(rhythm::shaping::coupled_rhythm{}, {.selection = {.q = 0.0}});
+  EXPECT_TRUE(has_all(rhythm_error([&] {
+                        bad_q({.maps = x.maps_tensor(), .segments = seg, .rewards = x.rewards_tensor(),
+                               .group_ids = x.ids_tensor()});
+                      }, rhythm::errc::bad_parameter),
+                      {"params.selection.q"}));
+  rtorch::credit_assigner bad_threads(rhythm::shaping::coupled_rhythm{}, {}, -1);
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        bad_threads({.maps = x.maps_tensor(), .segments = seg, .rewards = x.rewards_tensor(),
+                                     .group_ids = x.ids_tensor()});
+                      }),
+                      {"argument 'threads'", "expected >= 0", "got -1"}));
+}
+
+// ---------------------------------------------------------------------------------------------
+// segments_from_masks
+
+// [rows, N] int64 tensor of 0/1 rows.
+at::Tensor mask_of(const std::vector<std::vector<std::int64_t>>& rows) {
+  std::vector<std::int64_t> flat;
+  for (const auto& r : rows) flat.insert(flat.end(), r.begin(), r.end());
+  return tensor_of(flat, {i64(rows.size()), i64(rows[0].size())});
+}
+
+TEST(TorchMasks, SegmentsFromMasksWithLeftAndRightPadding) {
+  // Row 0: two pad tokens left, prompt 2..4, response 5..8, one pad right. Row 1: no padding,
+  // response 4..9. Row 2: real tokens 1..6, no response.
+  const at::Tensor response = mask_of({{0, 0, 0, 0, 0, 1, 1, 1, 1, 0},
+                                       {0, 0, 0, 0, 1, 1, 1, 1, 1, 1},
+                                       {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}});
+  const at::Tensor attention = mask_of({{0, 0, 1, 1, 1, 1, 1, 1, 1, 0},
+                                        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+                                        {0, 1, 1, 1, 1, 1, 1, 0, 0, 0}});
+  const std::vector<rhythm::segment> want{{2, 5, 9}, {0, 4, 10}, {1, 7, 7}};
+  EXPECT_EQ(rtorch::segments_from_masks(response, attention), want);
+  EXPECT_EQ(rtorch::segments_from_masks(response.to(at::kBool), attention.to(at::kByte)), want);
+  EXPECT_EQ(rtorch::segments_from_masks(response.to(at::kInt), attention.to(at::kBool)), want);
+  // Strided masks: the rows of a transposed copy.
+  EXPECT_EQ(rtorch::segments_from_masks(response.t().contiguous().t(), attention.t().contiguous().t()), want);
+  // Without an attention mask every row starts at 0 and a row without a response ends at N.
+  const std::vector<rhythm::segment> from_zero{{0, 5, 9}, {0, 4, 10}, {0, 10, 10}};
+  EXPECT_EQ(rtorch::segments_from_masks(response), from_zero);
+  EXPECT_EQ(rtorch::segments_from_masks(response.to(at::kBool)), from_zero);
+}
+
+TEST(TorchMasks, RejectsTwoRunsBadDtypesShapesAndPadding) {
+  const at::Tensor good = mask_of({{0, 0, 1, 1, 1, 0}, {0, 1, 1, 1, 1, 1}});
+  const at::Tensor two_runs = mask_of({{0, 0, 1, 1, 1, 0}, {0, 1, 1, 0, 1, 1}});
+  EXPECT_TRUE(has_all(rhythm_error([&] { rtorch::segments_from_masks(two_runs); }, rhythm::errc::bad_segment),
+                      {"argument 'response_mask'", "one contiguous run of response positions per row",
+                       "row 1 at position 4"}));
+  EXPECT_TRUE(has_all(torch_error([&] { rtorch::segments_from_masks(good.to(at::kFloat)); }),
+                      {"argument 'response_mask'", "expected a bool or integer mask", "got dtype Float"}));
+  EXPECT_TRUE(has_all(torch_error([&] { rtorch::segments_from_masks(good, at::ones({2, 6}, at::kHalf)); }),
+                      {"argument 'attention_mask'", "expected a bool or integer mask", "got dtype Half"}));
+  EXPECT_TRUE(has_all(torch_error([&] { rtorch::segments_from_masks(good[0]); }),
+                      {"argument 'response_mask'", "expected rank 2", "got rank 1"}));
+  EXPECT_TRUE(has_all(torch_error([&] { rtorch::segments_from_masks(at::Tensor()); }),
+                      {"argument 'response_mask'", "expected a defined tensor"}));
+  EXPECT_TRUE(has_all(torch_error([&] { rtorch::segments_from_masks(good, at::ones({2, 5}, at::kLong)); }),
+                      {"argument 'attention_mask'", "expected the sizes of response_mask [2, 6]", "got sizes [2, 5]"}));
+  // A padding token inside [begin, end), and a response that starts before the first real token.
+  const at::Tensor hole = mask_of({{1, 1, 1, 1, 0, 1}, {1, 1, 1, 1, 1, 1}});
+  EXPECT_TRUE(has_all(rhythm_error([&] { rtorch::segments_from_masks(good, hole); }, rhythm::errc::bad_segment),
+                      {"argument 'attention_mask'", "real tokens from the first real token to the end of the response",
+                       "row 0 at position 4"}));
+  const at::Tensor late = mask_of({{0, 0, 0, 1, 1, 1}, {0, 1, 1, 1, 1, 1}});
+  EXPECT_TRUE(has_all(rhythm_error([&] { rtorch::segments_from_masks(good, late); }, rhythm::errc::bad_segment),
+                      {"argument 'attention_mask'", "real tokens at every response position", "row 0 at position 2"}));
+  // The assigner rejects them the same way.
+  const batch x(18);
+  const auto b = std::find_if(x.segs.begin(), x.segs.end(), [](const rhythm::segment& s) {
+                   return s.response_begin - s.begin >= 2;
+                 }) - x.segs.begin();
+  ASSERT_LT(b, batch::B) << "a row with a prompt of two tokens or more";
+  at::Tensor split = x.response_mask();
+  split[b][x.segs[b].begin] = true;  // a second run: the row's first real token
+  const std::string where = "row " + std::to_string(b) + " at position " + std::to_string(x.segs[b].response_begin);
+  rtorch::credit_assigner assign;
+  EXPECT_TRUE(has_all(rhythm_error([&] {
+                        assign({.maps = x.maps_tensor(), .response_mask = split, .attention_mask = x.attention_mask(),
+                                .rewards = x.rewards_tensor(), .group_ids = x.ids_tensor()});
+                      }, rhythm::errc::bad_segment),
+                      {"argument 'response_mask'", "one contiguous run", where.c_str()}));
+  EXPECT_TRUE(has_all(torch_error([&] {
+                        assign({.maps = x.maps_tensor(), .response_mask = x.response_mask().to(at::kFloat),
+                                .rewards = x.rewards_tensor(), .group_ids = x.ids_tensor()});
+                      }),
+                      {"argument 'response_mask'", "expected a bool or integer mask", "got dtype Float"}));
 }
 
 // ---------------------------------------------------------------------------------------------

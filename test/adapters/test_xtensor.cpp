@@ -19,7 +19,7 @@ namespace {
 using namespace rt;
 namespace fs = std::filesystem;
 using ::xt::placeholders::_;
-
+using outputs = head_outputs<rhythm::exec::seq>;
 
 // Every element of the view equals the xtensor element; writes through a mutable view land there.
 template <class V, class E>
@@ -279,16 +279,16 @@ struct maps_problem {
   static constexpr i64 B = 2, H = 4, N = 40;
   std::vector<rhythm::segment> segs{{0, 9, 40}, {4, 15, 36}};
   std::vector<float> maps;  // [B, H, N, N] row-major, NaN outside what the library reads
-  rhythm::signal_params params{.window = 6, .horizon_lo = 3, .horizon_hi = 20};
+  rhythm::signal_params params{.window = 6, .horizon = {.lo = 3, .hi = 20}};
   maps_problem() {
     std::mt19937 rng(42);
     maps = random_maps(rng, B, H, N, segs).data;
   }
   template <class Maps>
-  head_outputs run(const Maps& m) const {
-    head_outputs out(B, H, N);
-    rhythm::head_signals_from_maps(rhythm::exec::seq{}, m, rhythm::make_view(segs), out.span_view(), out.waad_view(),
-                                   out.fai_view(), params);
+  outputs run(const Maps& m) const {
+    outputs out(B, H, N);
+    rhythm::head_signals_from_maps(rhythm::exec::seq{}, m, rhythm::make_view(segs), out.span, out.waad, out.fai,
+                                   params);
     return out;
   }
   ::xt::xarray<float> as_xarray() const {
@@ -300,13 +300,14 @@ struct maps_problem {
 };
 
 template <class Span, class Waad, class Fai>
-void expect_equal_outputs(const head_outputs& want, const Span& span, const Waad& waad, const Fai& fai) {
+void expect_equal_outputs(const outputs& want, const Span& span, const Waad& waad, const Fai& fai) {
+  const auto w = want.host();
   for (i64 b = 0; b < want.B; ++b)
     for (i64 h = 0; h < want.H; ++h) {
-      EXPECT_EQ(span(b, h), want.span[b * want.H + h]) << b << "," << h;
+      EXPECT_EQ(span(b, h), w.span[b * want.H + h]) << b << "," << h;
       for (i64 t = 0; t < want.N; ++t) {
-        EXPECT_EQ(waad(b, h, t), want.waad[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
-        EXPECT_EQ(fai(b, h, t), want.fai[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
+        EXPECT_EQ(waad(b, h, t), w.waad[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
+        EXPECT_EQ(fai(b, h, t), w.fai[(b * want.H + h) * want.N + t]) << b << "," << h << "," << t;
       }
     }
 }
@@ -343,11 +344,11 @@ TEST(XtensorSignals, SingleSequenceSliceOfABatch) {
   ::xt::xtensor<float, 4> maps = p.as_xarray();
   auto second = ::xt::view(maps, ::xt::range(1, 2));
   std::vector<float> copy(maps.data() + p.H * p.N * p.N, maps.data() + 2 * p.H * p.N * p.N);
-  head_outputs want(1, p.H, p.N);
+  outputs want(1, p.H, p.N);
   std::vector<rhythm::segment> seg{p.segs[1]};
   const auto copy_view = rhythm::make_view(std::as_const(copy), std::array<i64, 4>{1, p.H, p.N, p.N});
-  rhythm::head_signals_from_maps(rhythm::exec::seq{}, copy_view, rhythm::make_view(seg), want.span_view(),
-                                 want.waad_view(), want.fai_view(), p.params);
+  rhythm::head_signals_from_maps(rhythm::exec::seq{}, copy_view, rhythm::make_view(seg), want.span, want.waad,
+                                 want.fai, p.params);
   const auto r = rhythm::xt::head_signals_from_maps(rhythm::exec::seq{}, second, seg, p.params);
   expect_equal_outputs(want, r.span, r.waad, r.fai);
 }
@@ -357,11 +358,11 @@ TEST(XtensorSignals, QKAndHeadGroupsWriteIntoXtensor) {
   std::vector<rhythm::segment> segs{{0, 7, 30}, {2, 12, 27}};
   std::mt19937 rng(5);
   std::vector<float> q = random_floats(rng, B * H * N * d), k = random_floats(rng, B * Hkv * N * d);
-  const rhythm::signal_params params{.window = 5, .horizon_lo = 2, .horizon_hi = 15};
-  head_outputs want(B, H, N);
+  const rhythm::signal_params params{.window = 5, .horizon = {.lo = 2, .hi = 15}};
+  outputs want(B, H, N);
   rhythm::head_signals_from_qk(rhythm::exec::seq{}, rhythm::make_view(std::as_const(q), std::array<i64, 4>{B, H, N, d}),
                                rhythm::make_view(std::as_const(k), std::array<i64, 4>{B, Hkv, N, d}),
-                               rhythm::make_view(segs), want.span_view(), want.waad_view(), want.fai_view(), params);
+                               rhythm::make_view(segs), want.span, want.waad, want.fai, params);
   ::xt::xtensor<float, 4> qt = ::xt::adapt(q, std::array<std::size_t, 4>{B, H, N, d});
   ::xt::xarray<float> kt = ::xt::adapt(k, std::vector<std::size_t>{B, Hkv, N, d});
   const auto r = rhythm::xt::head_signals_from_qk(rhythm::exec::par{2}, qt, kt, segs, params);
@@ -370,7 +371,7 @@ TEST(XtensorSignals, QKAndHeadGroupsWriteIntoXtensor) {
   ::xt::xtensor<std::uint8_t, 2> roles = ::xt::zeros<std::uint8_t>({B, H});
   rhythm::head_groups(rhythm::exec::seq{}, rhythm::xt::view(r.span), rhythm::xt::view(roles));
   std::vector<std::uint8_t> roles_v(B * H);
-  rhythm::head_groups(rhythm::exec::seq{}, want.span_view(), rhythm::make_view(roles_v, std::array<i64, 2>{B, H}));
+  rhythm::head_groups(rhythm::exec::seq{}, want.span, rhythm::make_view(roles_v, B, H));
   for (i64 b = 0; b < B; ++b)
     for (i64 h = 0; h < H; ++h) EXPECT_EQ(roles(b, h), roles_v[b * H + h]);
 }

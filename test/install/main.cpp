@@ -11,10 +11,9 @@ int main() {
     for (std::int64_t s = 0; s <= t; ++s) maps[t * N + s] = 1.0f / float(t + 1);
   std::vector<rhythm::segment> segs{{0, 4, N}};
   std::vector<float> span(1), waad(N), fai(N);
-  rhythm::head_signals_from_maps(rhythm::exec::par{2}, rhythm::make_view(maps, std::array<std::int64_t, 4>{1, 1, N, N}),
-                                 rhythm::make_view(segs), rhythm::make_view(span, std::array<std::int64_t, 2>{1, 1}),
-                                 rhythm::make_view(waad, std::array<std::int64_t, 3>{1, 1, N}),
-                                 rhythm::make_view(fai, std::array<std::int64_t, 3>{1, 1, N}));
+  rhythm::head_signals_from_maps(rhythm::exec::par{2}, rhythm::make_view(maps, 1, 1, N, N), rhythm::make_view(segs),
+                                 rhythm::make_view(span, 1, 1), rhythm::make_view(waad, 1, 1, N),
+                                 rhythm::make_view(fai, 1, 1, N));
   // Row t of a uniform map has WAAD = mean over s of min(t - s, 10); at t = 4: (4+3+2+1+0)/5 = 2.
   const bool ok = waad[4] > 1.9999f && waad[4] < 2.0001f;
   std::printf("rhythm %s consumer: waad[4] = %g (%s)\n", rhythm::version_string, waad[4], ok ? "ok" : "WRONG");

@@ -97,9 +97,10 @@ TEST(GrpoStep, GrpoAndUniformGiveIdenticalUpdates) {
   opt.shaping = "grpo";
   const auto plain = grpo::group_advantage_credit(r.batch, r.rewards, opt);
   opt.shaping = "uniform";
-  rhythm::credit_pipeline pipeline;
+  auto assigner = grpo::credit_assigner_of(opt);
+  ASSERT_EQ(assigner.policy.which, rhythm::shaping::kind::uniform);
   double t_attention = 0;
-  const auto uniform = grpo::rhythm_credit(a, r.batch, r.rewards, opt, {0, 1}, pipeline, 0, t_attention);
+  const auto uniform = grpo::rhythm_credit(a, r.batch, r.rewards, opt, {0, 1}, assigner, 0, t_attention);
   EXPECT_TRUE(::torch::equal(uniform.gamma.masked_select(rhythm::torch::response_mask(r.batch.segments, r.batch.tokens.size(1))),
                              ::torch::ones({uniform.diagnostics.response_tokens})));
   EXPECT_TRUE(::torch::allclose(plain.shaped, uniform.shaped, 0.0, 1e-7));
@@ -119,11 +120,14 @@ TEST(GrpoStep, AmplifyingPoliciesScaleTheGroupAdvantage) {
   const auto r = sample_small(model, {0, 1});
   grpo::trainer_options opt;
   const auto plain = grpo::group_advantage_credit(r.batch, r.rewards, opt);
-  rhythm::credit_pipeline pipeline;
+  // One assigner reused across the policies (its pipeline's buffers too), the policy swapped per kind.
+  auto assigner = grpo::credit_assigner_of(opt);
   for (const auto* kind : {"local_chunk", "global_anchor", "coupled_rhythm", "random", "entropy"}) {
     opt.shaping = kind;
+    assigner.policy = grpo::policy_of(opt);
+    ASSERT_EQ(assigner.policy.name(), kind);
     double t = 0;
-    const auto credit = grpo::rhythm_credit(model, r.batch, r.rewards, opt, {0, 1}, pipeline, 7, t);
+    const auto credit = grpo::rhythm_credit(model, r.batch, r.rewards, opt, {0, 1}, assigner, 7, t);
     EXPECT_TRUE(::torch::allclose(credit.shaped, credit.gamma * plain.shaped, 1e-6, 1e-7)) << kind;
     EXPECT_GT(credit.diagnostics.amplified_share, 0.0) << kind;
     EXPECT_GE(credit.gamma.min().item<float>(), 1.0f) << kind;
@@ -313,7 +317,11 @@ TEST(Options, BadFlagsGiveClearErrors) {
     const auto message = flag_error(args);
     EXPECT_NE(message.find(flag), std::string::npos) << args[0] << ": '" << message << "'";
   }
-  EXPECT_THROW(grpo::parse_shaping("grpo2"), std::invalid_argument);
+  EXPECT_THROW(grpo::check_shaping("grpo2"), std::invalid_argument);
+  for (const auto* name : {"grpo", "uniform", "local_chunk", "global_anchor", "coupled_rhythm", "random", "entropy"})
+    EXPECT_NO_THROW(grpo::check_shaping(name)) << name;
+  EXPECT_TRUE(grpo::is_plain_grpo("grpo"));
+  EXPECT_FALSE(grpo::is_plain_grpo("uniform"));
 }
 
 TEST(Metrics, ResumeKeepsTheLinesBeforeTheCheckpoint) {

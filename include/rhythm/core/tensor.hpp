@@ -4,16 +4,22 @@
 /// `strided_tensor<V>` is mdspan-shaped: `value_type`, a static `rank()`, `extent(r)` and
 /// `stride(r)` (in elements, signed 64-bit) and `data_handle()`. The memory space is the type's
 /// `memory_space` member (host_space if absent). Every primitive is constrained on it, so
-/// rhythm::view, a strided std::mdspan, an adapter's view or a user's own type all work.
+/// rhythm::view, a strided std::mdspan, an adapter's view or a user's own type all work. Each
+/// primitive turns its arguments into rhythm::view (`as_view`) before handing them to a backend:
+/// a view is trivially copyable, so it can travel to a CUDA kernel inside a params struct.
+///
+///   std::vector<float> maps(B * H * N * N);
+///   auto m = rhythm::make_view(maps, B, H, N, N);        // view<float, 4>, row-major, size checked
+///   auto q = rhythm::make_view(q_ptr, B, Hq, N, d);      // from a pointer, row-major
 #include <array>
 #include <concepts>
-#include <functional>
-#include <utility>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../error.hpp"
@@ -39,9 +45,12 @@ template <strided_tensor V>
 using element_of = std::remove_pointer_t<decltype(std::declval<const V&>().data_handle())>;
 
 /// Non-owning view of a strided array: `T* data`, `Rank` extents and strides in elements.
-/// `T` may be const. Default strides are row-major contiguous. Cheap to copy; usable in kernels.
+/// `T` may be const. Default strides are row-major contiguous. Trivially copyable; its element
+/// access works in CUDA kernels (extents and strides are plain arrays, not std::array).
 template <class T, std::size_t Rank, class Space = host_space>
 class view {
+  static_assert(Rank >= 1, "rhythm::view: rank must be at least 1");
+
  public:
   using value_type = std::remove_cv_t<T>;
   using element_type = T;
@@ -53,34 +62,36 @@ class view {
   constexpr view() = default;
 
   /// Row-major contiguous view of `extents`.
-  RHYTHM_HOST_DEVICE view(T* data, const std::array<index_type, Rank>& extents) : data_(data), extents_(extents) {
+  view(T* data, const std::array<index_type, Rank>& extents) : data_(data) {
     index_type s = 1;
     for (std::size_t r = Rank; r-- > 0;) {
+      extents_[r] = extents[r];
       strides_[r] = s;
-      s *= extents_[r];
+      s *= extents[r];
     }
   }
 
-  RHYTHM_HOST_DEVICE view(T* data, const std::array<index_type, Rank>& extents,
-                          const std::array<index_type, Rank>& strides)
-      : data_(data), extents_(extents), strides_(strides) {}
+  view(T* data, const std::array<index_type, Rank>& extents, const std::array<index_type, Rank>& strides) : data_(data) {
+    for (std::size_t r = 0; r < Rank; ++r) extents_[r] = extents[r], strides_[r] = strides[r];
+  }
 
   /// A view of non-const T converts to a view of const T.
   template <class U>
     requires(std::is_same_v<const U, T> && !std::is_same_v<U, T>)
-  RHYTHM_HOST_DEVICE view(const view<U, Rank, Space>& other)
-      : data_(other.data_handle()), extents_(other.extents()), strides_(other.strides()) {}
+  RHYTHM_HOST_DEVICE view(const view<U, Rank, Space>& other) : data_(other.data_handle()) {
+    for (std::size_t r = 0; r < Rank; ++r) extents_[r] = other.extent(r), strides_[r] = other.stride(r);
+  }
 
   RHYTHM_HOST_DEVICE T* data_handle() const noexcept { return data_; }
   RHYTHM_HOST_DEVICE index_type extent(std::size_t r) const noexcept { return extents_[r]; }
   RHYTHM_HOST_DEVICE index_type stride(std::size_t r) const noexcept { return strides_[r]; }
-  RHYTHM_HOST_DEVICE const std::array<index_type, Rank>& extents() const noexcept { return extents_; }
-  RHYTHM_HOST_DEVICE const std::array<index_type, Rank>& strides() const noexcept { return strides_; }
+  std::array<index_type, Rank> extents() const noexcept { return to_array(extents_); }
+  std::array<index_type, Rank> strides() const noexcept { return to_array(strides_); }
 
   /// Number of elements (product of extents).
   RHYTHM_HOST_DEVICE index_type size() const noexcept {
     index_type n = 1;
-    for (auto e : extents_) n *= e;
+    for (std::size_t r = 0; r < Rank; ++r) n *= extents_[r];
     return n;
   }
 
@@ -94,10 +105,32 @@ class view {
   }
 
  private:
+  static std::array<index_type, Rank> to_array(const index_type (&a)[Rank]) {
+    std::array<index_type, Rank> out{};
+    for (std::size_t r = 0; r < Rank; ++r) out[r] = a[r];
+    return out;
+  }
+
   T* data_ = nullptr;
-  std::array<index_type, Rank> extents_{};
-  std::array<index_type, Rank> strides_{};
+  index_type extents_[Rank] = {};
+  index_type strides_[Rank] = {};
 };
+
+/// The rhythm::view of any strided tensor (same element type, const-ness, rank and memory space).
+template <strided_tensor V>
+auto as_view(const V& v) {
+  using E = element_of<V>;
+  constexpr std::size_t R = V::rank();
+  std::array<std::int64_t, R> extents{}, strides{};
+  for (std::size_t r = 0; r < R; ++r) extents[r] = v.extent(r), strides[r] = v.stride(r);
+  return view<E, R, memory_space_of<V>>(v.data_handle(), extents, strides);
+}
+
+/// As as_view, read-only.
+template <strided_tensor V>
+auto as_const_view(const V& v) {
+  return view<const typename V::value_type, V::rank(), memory_space_of<V>>(as_view(v));
+}
 
 /// Rank-1 host view over a contiguous range (std::vector, std::array, std::span).
 template <class T, std::size_t E>
@@ -117,9 +150,9 @@ view<const T, 1> make_view(const std::vector<T>& v) {
 template <class T, std::size_t Rank>
 view<T, Rank> make_view(std::span<T> buffer, const std::array<std::int64_t, Rank>& extents) {
   view<T, Rank> v(buffer.data(), extents);
-  detail::require(static_cast<std::int64_t>(buffer.size()) >= v.size(), errc::shape_mismatch, "buffer",
-                  "at least the product of the extents", std::to_string(buffer.size()) + " elements for " +
-                                                             std::to_string(v.size()));
+  if (static_cast<std::int64_t>(buffer.size()) < v.size())
+    detail::fail(errc::shape_mismatch, "buffer", "at least the product of the extents",
+                 std::to_string(buffer.size()) + " elements for " + std::to_string(v.size()));
   return v;
 }
 template <class T, std::size_t Rank>
@@ -129,6 +162,26 @@ view<T, Rank> make_view(std::vector<T>& buffer, const std::array<std::int64_t, R
 template <class T, std::size_t Rank>
 view<const T, Rank> make_view(const std::vector<T>& buffer, const std::array<std::int64_t, Rank>& extents) {
   return make_view(std::span<const T>(buffer), extents);
+}
+
+/// make_view(buffer, B, H, N): the same with the extents as arguments (a std::vector is size-checked).
+template <class T, std::integral... I>
+  requires(sizeof...(I) >= 1)
+view<T, sizeof...(I)> make_view(std::vector<T>& buffer, I... extents) {
+  return make_view(std::span<T>(buffer), std::array<std::int64_t, sizeof...(I)>{static_cast<std::int64_t>(extents)...});
+}
+template <class T, std::integral... I>
+  requires(sizeof...(I) >= 1)
+view<const T, sizeof...(I)> make_view(const std::vector<T>& buffer, I... extents) {
+  return make_view(std::span<const T>(buffer),
+                   std::array<std::int64_t, sizeof...(I)>{static_cast<std::int64_t>(extents)...});
+}
+
+/// make_view(ptr, B, H, N): a row-major host view of a buffer the caller vouches for.
+template <class T, std::integral... I>
+  requires(sizeof...(I) >= 1)
+view<T, sizeof...(I)> make_view(T* data, I... extents) {
+  return view<T, sizeof...(I)>(data, {static_cast<std::int64_t>(extents)...});
 }
 
 namespace detail {

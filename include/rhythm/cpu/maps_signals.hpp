@@ -7,32 +7,39 @@
 
 #include "../core/dtypes.hpp"
 #include "../core/segments.hpp"
-#include "../signals/params.hpp"
+#include "../core/signal_types.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
+#include "values.hpp"
 
 namespace rhythm::cpu {
 
-/// Per-head results of one (sequence, head), computed before anything is written to the caller.
+/// Span, WAAD and FAI of every (sequence, head), staged before anything is written to the caller.
 struct head_signal_rows {
   std::vector<float> span;  // [B*H]
   std::vector<float> waad;  // [B*H*N]
   std::vector<float> fai;   // [B*H*N]
-  std::int64_t bad_item = -1, bad_row = -1;  // first (b*H+h, t) whose inputs were not finite
-  const char* bad_argument = nullptr;        // which input, where the backend can tell
-};
+  std::vector<value_error> errors;  // [B*H]: what each item found
 
-/// Records the first (in item order) non-finite finding of the per-item flags.
-inline void record_first_bad(head_signal_rows& out, const std::vector<std::int64_t>& bad_rows,
-                             const std::vector<const char*>* bad_arguments = nullptr) {
-  for (std::size_t i = 0; i < bad_rows.size(); ++i)
-    if (bad_rows[i] >= 0) {
-      out.bad_item = static_cast<std::int64_t>(i);
-      out.bad_row = bad_rows[i];
-      if (bad_arguments) out.bad_argument = (*bad_arguments)[i];
-      return;
-    }
-}
+  head_signal_rows(std::int64_t items, std::int64_t N)
+      : span(items, 0.0f), waad(items * N, 0.0f), fai(items * N, 0.0f), errors(items) {}
+
+  /// Raises the first error in item order, else writes the results into the caller's views.
+  template <class Args>
+  void finish(const Args& a) const {
+    for (const value_error& e : errors) raise(e);
+    const std::int64_t B = a.span.extent(0), H = a.span.extent(1), N = a.waad.extent(2);
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t h = 0; h < H; ++h) {
+        const std::int64_t item = b * H + h;
+        a.span(b, h) = span[item];
+        for (std::int64_t t = 0; t < N; ++t) {
+          a.waad(b, h, t) = waad[item * N + t];
+          a.fai(b, h, t) = fai[item * N + t];
+        }
+      }
+  }
+};
 
 namespace detail {
 
@@ -80,22 +87,20 @@ inline void add_columns(const T* a, std::int64_t stride, std::int64_t lo, std::i
 
 /// Span, WAAD and FAI of every (sequence, head) of `maps` [B,H,N,N]. Reads only the rows t in R
 /// and within them the keys [begin, t]; O(sum over rows of t - begin + 1) reads, O(N) scratch per worker.
-template <class Maps, class Segments>
-head_signal_rows maps_head_signals(int threads, const Maps& maps, const Segments& segments, const signal_params& p) {
-  using T = typename Maps::value_type;
+template <class T>
+void maps_head_signals(int threads, const maps_signal_args<T, host_space>& a) {
+  const auto& maps = a.maps;
+  const signal_params& p = a.params;
+  raise(check_segments(a.segments, maps.extent(2)));
   const std::int64_t B = maps.extent(0), H = maps.extent(1), N = maps.extent(2);
   const std::int64_t sb = maps.stride(0), sh = maps.stride(1), st = maps.stride(2), ss = maps.stride(3);
-  head_signal_rows out;
-  out.span.assign(B * H, 0.0f);
-  out.waad.assign(B * H * N, 0.0f);
-  out.fai.assign(B * H * N, 0.0f);
+  head_signal_rows out(B * H, N);
   const int workers = worker_count(threads, B * H);
   std::vector<std::vector<double>> colsums(workers, std::vector<double>(N));
-  std::vector<std::int64_t> bad_rows(B * H, -1);
 
   parallel_for(threads, B * H, [&](std::int64_t item, int worker) {
     const std::int64_t b = item / H, h = item % H;
-    const segment seg = rhythm::detail::segment_at(segments, b);
+    const segment seg = a.segments(b);
     const T* head = maps.data_handle() + b * sb + h * sh;
     double* colsum = colsums[worker].data();
     std::fill(colsum, colsum + N, 0.0);
@@ -114,15 +119,16 @@ head_signal_rows maps_head_signals(int threads, const Maps& maps, const Segments
         detail::row_mass_and_position<false>(row, ss, far_end, n, nm, np);
       }
       if (p.check_finite && !std::isfinite(fm + fp + nm + np)) {
-        bad_rows[item] = t;
+        out.errors[item] = non_finite_error(value_argument::maps, value_location::sequence_head_row,
+                                            value_scope::all, b, h, t);
         return;
       }
       const double last = double(n - 1);  // t - s = last - j
       span_sum += last * (fm + nm) - (fp + np);
       waad[t] = static_cast<float>(last * nm - np + double(p.window) * fm);
       // FAI band: keys with H_lo <= t - s <= H_hi, i.e. j in [last - H_hi, last - H_lo]
-      const std::int64_t hi = last - p.horizon_lo + 1;
-      const std::int64_t lo = p.horizon_hi >= n ? 0 : last - p.horizon_hi;
+      const std::int64_t hi = last - p.horizon.lo + 1;
+      const std::int64_t lo = p.horizon.hi >= n ? 0 : last - p.horizon.hi;
       if (hi > lo) {
         double* cs = colsum + seg.begin;
         if (ss == 1) detail::add_columns<true>(row, 1, lo, hi, cs);
@@ -132,13 +138,11 @@ head_signal_rows maps_head_signals(int threads, const Maps& maps, const Segments
     if (seg.end > seg.response_begin) out.span[item] = static_cast<float>(span_sum / double(seg.response_length()));
     float* fai = out.fai.data() + item * N;
     for (std::int64_t s = seg.begin; s < seg.end; ++s) {
-      const std::int64_t receivers =
-          rhythm::detail::fai_receiver_count(s, seg.response_begin, seg.end, p.horizon_lo, p.horizon_hi);
+      const std::int64_t receivers = rhythm::detail::fai_receiver_count(s, seg.response_begin, seg.end, p.horizon);
       if (receivers > 0) fai[s] = static_cast<float>(colsum[s] / double(receivers));
     }
   });
-  record_first_bad(out, bad_rows);
-  return out;
+  out.finish(a);
 }
 
 }  // namespace rhythm::cpu

@@ -8,7 +8,6 @@
 /// (distances < W) and the FAI column sums (H_lo..H_hi). Scratch per
 /// worker is O(N + tile); nothing of size N x N exists.
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -16,7 +15,7 @@
 
 #include "../core/dtypes.hpp"
 #include "../core/segments.hpp"
-#include "../signals/params.hpp"
+#include "../core/signal_types.hpp"
 #include "maps_signals.hpp"
 #include "parallel.hpp"
 #include "simd.hpp"
@@ -138,35 +137,32 @@ inline std::int64_t first_non_finite_row(const X& x, std::int64_t b, std::int64_
 
 /// Span, WAAD and FAI of every (sequence, query head) from Q [B,Hq,N,d] and K [B,Hkv,N,d].
 /// Work: N^2/2 d multiply-adds per head for pass 1 plus N max(W, H_hi) d for pass 2.
-template <class Q, class K, class Segments>
-head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segments& segments,
-                                 const signal_params& p) {
+template <class T>
+void qk_head_signals(int threads, const qk_signal_args<T, host_space>& a) {
   using namespace detail;
+  const auto &q = a.q, &k = a.k;
+  const signal_params& p = a.params;
+  raise(check_segments(a.segments, q.extent(2)));
   const std::int64_t B = q.extent(0), H = q.extent(1), N = q.extent(2), d = q.extent(3);
   const std::int64_t group = H / k.extent(1);
   const float scale = (p.scale > 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(d))) * 1.4426950408889634f;
-  const std::int64_t band = std::max(p.window - 1, p.horizon_hi);  // farthest distance pass 2 needs
-  head_signal_rows out;
-  out.span.assign(B * H, 0.0f);
-  out.waad.assign(B * H * N, 0.0f);
-  out.fai.assign(B * H * N, 0.0f);
+  const std::int64_t band = std::max(p.window - 1, p.horizon.hi);  // farthest distance pass 2 needs
+  head_signal_rows out(B * H, N);
   const int workers = worker_count(threads, B * H);
   std::vector<qk_scratch> scratch(workers, qk_scratch(N, d));
-  std::vector<std::int64_t> bad_rows(B * H, -1);
-  std::vector<const char*> bad_arguments(B * H, "q, k (q.k overflowed)");
 
   parallel_for(threads, B * H, [&](std::int64_t item, int worker) {
     const std::int64_t b = item / H, h = item % H, kvh = h / group;
-    const segment seg = rhythm::detail::segment_at(segments, b);
+    const segment seg = a.segments(b);
     if (seg.end == seg.response_begin) return;
+    const auto row_error = [&](value_argument arg, std::int64_t t) {
+      out.errors[item] = non_finite_error(arg, value_location::sequence_head_row, value_scope::all, b, h, t);
+    };
     if (p.check_finite) {
       const std::int64_t bad_q = first_non_finite_row(q, b, h, seg.response_begin, seg.end);
       const std::int64_t bad_k = bad_q >= 0 ? -1 : first_non_finite_row(k, b, kvh, seg.begin, seg.end);
-      if (bad_q >= 0 || bad_k >= 0) {
-        bad_rows[item] = bad_q >= 0 ? bad_q : bad_k;
-        bad_arguments[item] = bad_q >= 0 ? "q" : "k";
-        return;
-      }
+      if (bad_q >= 0) return row_error(value_argument::q, bad_q);
+      if (bad_k >= 0) return row_error(value_argument::k, bad_k);
     }
     qk_scratch& w = scratch[worker];
     float* waad = out.waad.data() + item * N;
@@ -201,20 +197,21 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
       }
       for (std::int64_t i = 0; i < rows; ++i) {
         w.lse2[t0 + i] = m[i] + static_cast<float>(std::log2(l[i]));
-        if (!std::isfinite(w.lse2[t0 + i])) bad_rows[item] = t0 + i;  // logits overflowed
+        if (!std::isfinite(w.lse2[t0 + i]) && !out.errors[item])
+          row_error(value_argument::qk_logits, t0 + i);  // logits overflowed
         span_sum += double(t0 + i - seg.begin) - pos[i] / l[i];
         waad[t0 + i] = static_cast<float>(double(p.window) * far[i] / l[i]);  // pass 2 adds the near part
       }
     }
-    if (bad_rows[item] >= 0) return;
+    if (out.errors[item]) return;
     out.span[item] = static_cast<float>(span_sum / double(seg.response_length()));
 
     // Pass 2: probabilities within `band` of the diagonal, for WAAD and the FAI column sums.
     double* colsum = w.colsum.data();
     std::fill(colsum, colsum + N, 0.0);
     const float W = static_cast<float>(p.window);
-    const float lo = static_cast<float>(p.horizon_lo);
-    const float hi = p.horizon_hi >= N ? static_cast<float>(N) : static_cast<float>(p.horizon_hi);
+    const float lo = static_cast<float>(p.horizon.lo);
+    const float hi = p.horizon.hi >= N ? static_cast<float>(N) : static_cast<float>(p.horizon.hi);
     for (std::int64_t t0 = seg.response_begin; t0 < seg.end; t0 += query_tile) {
       const std::int64_t rows = std::min(query_tile, seg.end - t0);
       load_rows(q, b, h, t0, rows, scale, w.q.data());
@@ -238,13 +235,11 @@ head_signal_rows qk_head_signals(int threads, const Q& q, const K& k, const Segm
     }
     float* fai = out.fai.data() + item * N;
     for (std::int64_t s = seg.begin; s < seg.end; ++s) {
-      const std::int64_t receivers =
-          rhythm::detail::fai_receiver_count(s, seg.response_begin, seg.end, p.horizon_lo, p.horizon_hi);
+      const std::int64_t receivers = rhythm::detail::fai_receiver_count(s, seg.response_begin, seg.end, p.horizon);
       if (receivers > 0) fai[s] = static_cast<float>(colsum[s] / double(receivers));
     }
   });
-  record_first_bad(out, bad_rows, &bad_arguments);
-  return out;
+  out.finish(a);
 }
 
 }  // namespace rhythm::cpu

@@ -3,16 +3,15 @@
 /// [floor(L/3), floor(2L/3)], rounded to the nearest layer, duplicates removed (36 layers, 5 -> 12,15,18,21,24).
 #include <cmath>
 #include <cstdint>
-#include <string>
 #include <vector>
 
-#include "../error.hpp"
+#include "../core/checks.hpp"
 
 namespace rhythm {
 
 inline std::vector<std::int64_t> middle_third_layers(std::int64_t layers, std::int64_t count = 5) {
-  detail::require(layers >= 1, errc::bad_parameter, "layers", ">= 1", layers);
-  detail::require(count >= 1, errc::bad_parameter, "count", ">= 1", count);
+  detail::expects(layers >= 1, errc::bad_parameter, "layers", ">= 1", layers);
+  detail::expects(count >= 1, errc::bad_parameter, "count", ">= 1", count);
   const std::int64_t lo = layers / 3, hi = (2 * layers) / 3;
   std::vector<std::int64_t> out;
   for (std::int64_t i = 0; i < count; ++i) {

@@ -10,69 +10,75 @@
 ///
 /// The preplan and anchor sets (token_sets.hpp) are top-q selections; this header exposes the
 /// selection itself for any per-token score (entropy, a custom signal, the ablations).
+///
+/// Conventions of every token primitive (tokens/*.hpp): signals are [B, N] (one value per padded
+/// position) and are read only at response positions R = [response_begin, end) of each
+/// sequence's segment; masks and flags are [B, N] bytes and are written at every position (0
+/// outside R). Outputs may not be broadcast (stride 0) nor overlap an input or another output.
 #include <cstdint>
-#include <limits>
 
-#include "common.hpp"
+#include "../core/checks.hpp"
+#include "../core/dtypes.hpp"
+#include "../core/execution.hpp"
+#include "../core/token_types.hpp"
+#include "../core/tensor.hpp"
+#include "../cpu/backend.hpp"
 
 namespace rhythm {
-namespace detail::tokens {
+namespace detail {
 
-/// Shared body of both top_q overloads; `eligible` is null for "every response token".
-template <class Policy, strided_tensor Values, class Eligible, strided_tensor Segments, strided_tensor Selected,
-          strided_tensor Threshold>
-void top_q_impl(Policy policy, const Values& values, const Eligible* eligible, const Segments& segments,
-                const Selected& selected, const Threshold& threshold, const top_q_params& params) {
-  static_assert(Values::rank() == 2 && Selected::rank() == 2 && Threshold::rank() == 1,
-                "rhythm: top_q takes values [B, N], selected [B, N] and threshold [B]");
-  static_assert(input_element<typename Values::value_type>, "rhythm: values must hold float, bfloat16 or half");
-  static_assert(std::is_same_v<element_of<Selected>, std::uint8_t>,
-                "rhythm: selected must be a writable view of std::uint8_t");
-  static_assert(std::is_same_v<element_of<Threshold>, float>, "rhythm: threshold must be a writable view of float");
-  check_q(params.q, "params.q");
-  const std::int64_t B = values.extent(0), N = values.extent(1);
-  constexpr bool masked = !std::is_void_v<Eligible>;
-  if constexpr (masked) check_token_extents(*eligible, "eligible", B, N);
-  check_segments(segments, B, N);
-  check_token_extents(selected, "selected", B, N);
-  require(threshold.extent(0) == B, errc::shape_mismatch, "threshold", "[B] = [" + std::to_string(B) + "]",
-          shape_string(threshold));
-  if constexpr (masked) {
-    check_token_output(selected, "selected", values, *eligible, segments);
-    check_token_output(threshold, "threshold", values, *eligible, segments, selected);
-  } else {
-    check_token_output(selected, "selected", values, segments);
-    check_token_output(threshold, "threshold", values, segments, selected);
-  }
-  auto is_eligible = [&](std::int64_t b, std::int64_t t) {
-    if constexpr (masked) return token_at(*eligible, b, t) != 0;
-    else {
-      (void)b, (void)t;
-      return true;
-    }
-  };
-  check_token_finite(values, "values", segments, "eligible response positions",
-                     [&](std::int64_t b, const segment&, std::int64_t t) { return is_eligible(b, t); });
-
-  const int threads = cpu::thread_count(policy);
-  auto scratch = make_token_scratch(threads, B, N);
-  cpu::parallel_for(threads, B, [&](std::int64_t b, int worker) {
-    token_scratch& w = scratch[worker];
-    const segment s = segment_at(segments, b);
-    const std::int64_t n = s.response_length();
-    for (std::int64_t i = 0; i < n; ++i) {
-      const std::int64_t t = s.response_begin + i;
-      w.m[i] = is_eligible(b, t);
-      w.a[i] = w.m[i] ? to_float(token_at(values, b, t)) : 0.0f;
-    }
-    const float thr = select_top_q(w.a.data(), w.m.data(), n, params, w.sort.data(), w.flags.data());
-    for (std::int64_t t = 0; t < N; ++t)
-      token_at(selected, b, t) = s.in_response(t) ? w.flags[t - s.response_begin] : std::uint8_t{0};
-    threshold.data_handle()[b * threshold.stride(0)] = thr;
-  });
+/// A [B, N] token view: rank 2 with the batch's extents.
+template <strided_tensor V>
+void check_token_extents(const V& v, const char* name, std::int64_t B, std::int64_t N) {
+  static_assert(V::rank() == 2, "rhythm: token signals, masks and flags must have rank 2: [B, N]");
+  check_extents(v, name, "[B, N]", B, N);
 }
 
-}  // namespace detail::tokens
+/// A [B, N] input of float, bfloat16 or half.
+template <strided_tensor V>
+constexpr void check_token_signal() {
+  static_assert(V::rank() == 2, "rhythm: token signals must have rank 2: [B, N]");
+  static_assert(input_element<typename V::value_type>, "rhythm: token signals must hold float, bfloat16 or half");
+}
+
+/// An empty view standing for "no such tensor" in an arguments struct.
+template <class T, std::size_t R, class Space>
+view<T, R, Space> absent() {
+  return {};
+}
+
+template <class Policy, strided_tensor Values, class Eligible, strided_tensor Segments, strided_tensor Selected,
+          strided_tensor Threshold>
+void top_q(const Policy& policy, const Values& values, const Eligible* eligible, const Segments& segments,
+           const Selected& selected, const Threshold& threshold, const top_q_params& params) {
+  check_token_signal<Values>();
+  static_assert(Selected::rank() == 2 && Threshold::rank() == 1,
+                "rhythm: top_q takes values [B, N], selected [B, N] and threshold [B]");
+  static_assert(std::is_same_v<element_of<Selected>, std::uint8_t>, "rhythm: selected must be a writable view of std::uint8_t");
+  static_assert(std::is_same_v<element_of<Threshold>, float>, "rhythm: threshold must be a writable view of float");
+  using space = memory_space_of<Values>;
+  check_top_q_params(params, "params");
+  const std::int64_t B = values.extent(0), N = values.extent(1);
+  auto eligible_view = absent<const std::uint8_t, 2, space>();
+  if constexpr (!std::is_void_v<Eligible>) {
+    static_assert(Eligible::rank() == 2 && flag_element<typename Eligible::value_type>,
+                  "rhythm: eligible must be a [B, N] view of std::uint8_t");
+    check_token_extents(*eligible, "eligible", B, N);
+    eligible_view = as_bytes(as_const_view(*eligible));
+  }
+  check_segments_shape(segments, B);
+  check_token_extents(selected, "selected", B, N);
+  check_extents(threshold, "threshold", "[B]", B);
+  check_output(selected, "selected");
+  check_output(threshold, "threshold");
+  check_disjoint(selected, "selected", values, segments, eligible_view);
+  check_disjoint(threshold, "threshold", values, segments, eligible_view, selected);
+  backend<Policy>::top_q(policy, top_q_args<typename Values::value_type, space>{as_const_view(values), eligible_view,
+                                                                                 as_const_view(segments), as_view(selected),
+                                                                                 as_view(threshold), params});
+}
+
+}  // namespace detail
 
 /// Top-q of `values` over the eligible response tokens of every sequence.
 ///
@@ -88,21 +94,19 @@ void top_q_impl(Policy policy, const Values& values, const Eligible* eligible, c
 /// (nth_element), O(N) scratch per worker.
 template <class Policy, strided_tensor Values, strided_tensor Eligible, strided_tensor Segments,
           strided_tensor Selected, strided_tensor Threshold>
-void top_q(Policy policy, const Values& values, const Eligible& eligible, const Segments& segments,
+void top_q(const Policy& policy, const Values& values, const Eligible& eligible, const Segments& segments,
            const Selected& selected, const Threshold& threshold, const top_q_params& params = {}) {
-  detail::check_policy<Policy, Values, Eligible, Segments, Selected, Threshold>();
-  static_assert(Eligible::rank() == 2 && detail::tokens::is_u8<typename Eligible::value_type>,
-                "rhythm: eligible must be a [B, N] view of std::uint8_t");
-  detail::tokens::top_q_impl(policy, values, &eligible, segments, selected, threshold, params);
+  if constexpr (detail::check_policy<Policy, Values, Eligible, Segments, Selected, Threshold>())
+    detail::top_q(policy, values, &eligible, segments, selected, threshold, params);
 }
 
 /// Top-q of `values` over every response token (no eligibility mask); otherwise as above.
 template <class Policy, strided_tensor Values, strided_tensor Segments, strided_tensor Selected,
           strided_tensor Threshold>
-void top_q(Policy policy, const Values& values, const Segments& segments, const Selected& selected,
+void top_q(const Policy& policy, const Values& values, const Segments& segments, const Selected& selected,
            const Threshold& threshold, const top_q_params& params = {}) {
-  detail::check_policy<Policy, Values, Segments, Selected, Threshold>();
-  detail::tokens::top_q_impl(policy, values, static_cast<const void*>(nullptr), segments, selected, threshold, params);
+  if constexpr (detail::check_policy<Policy, Values, Segments, Selected, Threshold>())
+    detail::top_q(policy, values, static_cast<const void*>(nullptr), segments, selected, threshold, params);
 }
 
 }  // namespace rhythm

@@ -264,8 +264,8 @@ void save_npy(const std::string& path, const ::xt::xexpression<E>& e) {
   std::error_code ec;
   const auto bytes = std::filesystem::file_size(path, ec);
   const auto data_bytes = static_cast<std::uintmax_t>(e.derived_cast().size()) * sizeof(T);
-  ::rhythm::detail::require(!ec && bytes > data_bytes, errc::bad_parameter, "path", "a writable file path",
-                            "'" + path + "' (the file is incomplete after writing; is the disk full?)");
+  ::rhythm::detail::expects(!ec && bytes > data_bytes, errc::bad_parameter, "path", "a writable file path",
+                            ::rhythm::detail::text("'", path, "' (the file is incomplete after writing; is the disk full?)"));
 }
 
 /// Writes a host rhythm view (e.g. signals computed into a std::vector) to a row-major .npy file.

@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 
+#include <rhythm/cpu/values.hpp>
 #include <rhythm/credit/ppo_objective.hpp>
 
 #include "view.hpp"
@@ -59,7 +60,8 @@ inline void check_loss_input(const ::at::Tensor& t, const char* name, const ::at
 /// Bool [B, N] mask of the response positions from segments (ranges checked as the core does).
 inline ::at::Tensor response_mask(std::span<const ::rhythm::segment> segments, std::int64_t B, std::int64_t N,
                                   const ::c10::Device& device) {
-  ::rhythm::detail::check_segments(::rhythm::make_view(segments), B, N);
+  ::rhythm::detail::check_segments_shape(::rhythm::make_view(segments), B);
+  ::rhythm::raise(::rhythm::cpu::check_segments(::rhythm::make_view(segments), N));
   ::at::Tensor mask = ::at::zeros({B, N}, ::at::kBool);
   auto* m = mask.data_ptr<bool>();
   for (std::int64_t b = 0; b < B; ++b)
@@ -117,7 +119,7 @@ inline ::at::Tensor response_mask(const segments_arg& segments, std::int64_t len
 ///
 /// logp_new    [B, N] floating: log-probabilities of the sampled tokens under the current policy (differentiated)
 /// logp_old    [B, N] floating: under the policy that sampled them (detached)
-/// shaped_adv  [B, N] floating: A~, e.g. credit_tensors::shaped (detached)
+/// shaped_adv  [B, N] floating: A~, e.g. credit_result::shaped (detached)
 /// response    either a bool or uint8 mask [B, N] of the response positions (nonzero = response),
 ///             or an int64 tensor [B, 3] of segments {begin, response_begin, end}
 /// Params: rhythm::ppo_params (epsilon, epsilon_high, aggregation), checked by the core.

@@ -5,7 +5,8 @@
 ///
 /// Element types and the dtype each needs:
 ///   float -> torch::kFloat, rhythm::bfloat16 -> torch::kBFloat16, rhythm::half -> torch::kHalf,
-///   std::int64_t -> torch::kLong, std::uint8_t -> torch::kByte; T may be const (a read-only view).
+///   std::int64_t -> torch::kLong, std::uint8_t, rhythm::token_flag, rhythm::head_role -> torch::kByte;
+///   T may be const (a read-only view).
 /// Accepted: any strided CPU tensor of that dtype and rank with non-negative strides, contiguous or
 /// not (transposed, permuted, narrowed, selected, stepped slices, expanded), at any storage offset
 /// (data_ptr() already includes it). The view aliases the tensor's memory; it does not keep the
@@ -13,10 +14,10 @@
 ///
 /// Rejected with a c10::Error (TORCH_CHECK, like any torch op), message
 ///   rhythm::torch: argument 'q': expected <what>, got <what was given>
-/// in this order of checks: an undefined tensor; a non-strided layout (sparse, mkldnn); a device
-/// other than the CPU (a CUDA tensor's message says the CUDA backend is not available yet and will
-/// need <rhythm/cuda.cuh>); the dtype; the rank; a negative stride; a pending negation bit
-/// (torch's lazy _neg_view: call resolve_neg() first).
+/// in this order of checks: an undefined tensor; a non-strided layout (sparse, mkldnn); the rank;
+/// a device other than the CPU (a view reads host memory: the tensor-level functions, credit.hpp,
+/// take CUDA tensors and copy them to the host); the dtype; a negative stride; a pending negation
+/// bit (torch's lazy _neg_view: call resolve_neg() first).
 ///
 /// Checks of the contents (segment ranges, NaN/Inf, params fields) stay with the core and throw
 /// rhythm::error with its stable errc code.
@@ -29,11 +30,14 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <rhythm/core/dtypes.hpp>
+#include <rhythm/core/head_types.hpp>
 #include <rhythm/core/segments.hpp>
 #include <rhythm/core/tensor.hpp>
+#include <rhythm/core/token_types.hpp>
 
 namespace rhythm::torch {
 
@@ -45,9 +49,11 @@ constexpr ::at::ScalarType scalar_type_of() {
   else if constexpr (std::is_same_v<E, ::rhythm::bfloat16>) return ::at::kBFloat16;
   else if constexpr (std::is_same_v<E, ::rhythm::half>) return ::at::kHalf;
   else if constexpr (std::is_same_v<E, std::int64_t>) return ::at::kLong;
-  else if constexpr (std::is_same_v<E, std::uint8_t>) return ::at::kByte;
+  else if constexpr (std::is_same_v<E, std::uint8_t> || std::is_same_v<E, ::rhythm::token_flag> ||
+                     std::is_same_v<E, ::rhythm::head_role>)
+    return ::at::kByte;
   else static_assert(sizeof(E) == 0, "rhythm::torch: element type must be float, rhythm::bfloat16, rhythm::half, "
-                                     "std::int64_t or std::uint8_t");
+                                     "std::int64_t, std::uint8_t, rhythm::token_flag or rhythm::head_role");
 }
 
 static_assert(sizeof(::rhythm::bfloat16) == sizeof(::c10::BFloat16) && sizeof(::rhythm::half) == sizeof(::c10::Half),
@@ -67,15 +73,18 @@ inline std::string sizes_string(::c10::IntArrayRef sizes) {
   return s + "]";
 }
 
-/// Only CPU tensors are read for now; CUDA gets its own message.
+/// A view reads host memory; CUDA tensors get a message that says where they are accepted.
 inline void check_device(const ::c10::Device& device, const char* name) {
   if (device.is_cuda()) {
     TORCH_CHECK(false, "rhythm::torch: argument '", name, "': expected a CPU tensor, got a tensor on ", device.str(),
-                ": the CUDA backend of rhythm::torch is not available yet (it will need <rhythm/cuda.cuh> and "
-                "rhythm::exec::cuda); move the tensor with .cpu() meanwhile");
+                ": rhythm::torch::view reads host memory; credit_assigner and head_signals_from_* take CUDA tensors "
+                "(copying them to the host), and views of device memory need <rhythm/cuda.cuh>");
   }
   RHYTHM_TORCH_REQUIRE(device.is_cpu(), name, "a CPU tensor", "a tensor on ", device.str());
 }
+
+/// The tensor on the host: itself if it is there (or undefined), else a copy.
+inline ::at::Tensor on_host(const ::at::Tensor& t) { return t.defined() && !t.is_cpu() ? t.cpu() : t; }
 
 /// Strides in elements must be >= 0 (LibTorch 1.13 cannot make negative ones; other producers can).
 inline void check_strides(::c10::IntArrayRef strides, const char* name) {
@@ -83,11 +92,11 @@ inline void check_strides(::c10::IntArrayRef strides, const char* name) {
     RHYTHM_TORCH_REQUIRE(strides[r] >= 0, name, "non-negative strides", "strides ", sizes_string(strides));
 }
 
-/// Every check of view() except the dtype (for callers that dispatch on it).
-inline void check_strided_cpu(const ::at::Tensor& t, const char* name, std::int64_t rank) {
+/// Defined, strided (dense) and of the given rank, on any device: the checks that come before a
+/// tensor is copied to the host.
+inline void check_strided(const ::at::Tensor& t, const char* name, std::int64_t rank) {
   RHYTHM_TORCH_REQUIRE(t.defined(), name, "a defined tensor", "an undefined tensor");
   RHYTHM_TORCH_REQUIRE(t.layout() == ::at::kStrided, name, "a strided (dense) tensor", "layout ", t.layout());
-  check_device(t.device(), name);
   RHYTHM_TORCH_REQUIRE(t.dim() == rank, name, "rank " + std::to_string(rank), "rank ", t.dim(), " (sizes ",
                        sizes_string(t.sizes()), ")");
 }
@@ -108,7 +117,8 @@ inline void check_dtype(const ::at::Tensor& t, const char* name, ::at::ScalarTyp
 /// argument name in error messages.
 template <class T, std::size_t Rank>
 ::rhythm::view<T, Rank> view(const ::at::Tensor& t, const char* name = "tensor") {
-  detail::check_strided_cpu(t, name, static_cast<std::int64_t>(Rank));
+  detail::check_strided(t, name, static_cast<std::int64_t>(Rank));
+  detail::check_device(t.device(), name);
   detail::check_dtype(t, name, scalar_type_of<T>());
   detail::check_after_dtype(t, name);
   std::array<std::int64_t, Rank> extents{}, strides{};
@@ -137,24 +147,26 @@ decltype(auto) dispatch_input_dtype(const ::at::Tensor& t, const char* name, F&&
 }
 
 /// Segments of a batch, from an int64 tensor [B, 3] (rows {begin, response_begin, end}, any
-/// strides, CPU) or from a contiguous range of rhythm::segment. Meant as a parameter type: it
-/// converts implicitly from both and is neither copied nor moved. The tensor's dtype, rank,
-/// shape and device are checked here (c10::Error); the ranges by the core (rhythm::error).
+/// strides, any device: read on the host) or from a contiguous range of rhythm::segment. Meant as
+/// a parameter type: it converts implicitly from each and is neither copied nor moved. The
+/// tensor's dtype, rank and shape are checked here (c10::Error); the ranges by the core (rhythm::error).
 class segments_arg {
  public:
   segments_arg(const ::at::Tensor& segments) {  // NOLINT: implicit on purpose
     const char* name = "segments";
-    detail::check_strided_cpu(segments, name, 2);
+    detail::check_strided(segments, name, 2);
     detail::check_dtype(segments, name, ::at::kLong);
     RHYTHM_TORCH_REQUIRE(segments.size(1) == 3, name, "[B, 3] (begin, response_begin, end per row)", "sizes ",
                          detail::sizes_string(segments.sizes()));
-    const auto v = ::rhythm::torch::view<const std::int64_t, 2>(segments, name);
+    const ::at::Tensor host = detail::on_host(segments);
+    const auto v = ::rhythm::torch::view<const std::int64_t, 2>(host, name);
     owned_.resize(static_cast<std::size_t>(v.extent(0)));
     for (std::int64_t b = 0; b < v.extent(0); ++b) owned_[b] = {v(b, 0), v(b, 1), v(b, 2)};
     segments_ = owned_;
   }
   segments_arg(std::span<const ::rhythm::segment> segments) : segments_(segments) {}  // NOLINT
   segments_arg(const std::vector<::rhythm::segment>& segments) : segments_(segments) {}  // NOLINT
+  segments_arg(std::vector<::rhythm::segment>&& segments) : owned_(std::move(segments)), segments_(owned_) {}  // NOLINT
   segments_arg(const segments_arg&) = delete;
   segments_arg& operator=(const segments_arg&) = delete;
 
