@@ -126,8 +126,8 @@ TYPED_TEST_P(ValueErrors, BadSegmentsInSignals) {
   p.expect(P, kQK, rhythm::errc::bad_segment, {"'segments[0]'", "{0, 6, 25}"});
 }
 
-// The order a device backend must reproduce: segments first, then each input in argument order;
-// within one check the first (sequence, head, position).
+// The order a device backend must reproduce: segments first, then the values; the Q/K path checks
+// q then k per (sequence, head), the first such item with a bad row wins.
 TYPED_TEST_P(ValueErrors, ChecksRunInAFixedOrder) {
   const auto P = make_policy<TypeParam>();
   signal_problem p;
@@ -136,9 +136,11 @@ TYPED_TEST_P(ValueErrors, ChecksRunInAFixedOrder) {
   p.expect(P, kQK, rhythm::errc::bad_segment, {"'segments[1]'"});
   p.segs[1] = {3, 10, 20};
   p.q[((0 * 4 + 0) * 24 + 8) * 8] = 1.0f;
-  p.q[((1 * 4 + 1) * 24 + 12) * 8] = kNaN;  // q in sequence 1 ...
-  p.k[((0 * 2 + 0) * 24 + 2) * 8] = kNaN;   // ... is reported before k in sequence 0
-  p.expect(P, kQK, rhythm::errc::non_finite, {"'q'", "sequence 1, head 1"});
+  p.q[((1 * 4 + 1) * 24 + 12) * 8] = kNaN;  // q in sequence 1 comes after
+  p.k[((0 * 2 + 0) * 24 + 2) * 8] = kNaN;   // k in sequence 0 (heads 0 and 1)
+  p.expect(P, kQK, rhythm::errc::non_finite, {"'k'", "sequence 0, head 0, row 2"});
+  p.q[((0 * 4 + 0) * 24 + 20) * 8] = kNaN;  // within one item q comes first
+  p.expect(P, kQK, rhythm::errc::non_finite, {"'q'", "sequence 0, head 0, row 20"});
 }
 
 TYPED_TEST_P(ValueErrors, NaNSpanInHeadGroups) {

@@ -7,12 +7,12 @@
 /// The error contract of every primitive (DESIGN §1, "the backend seam"):
 ///   - metadata errors (extents, strides, parameters, overlap; core/checks.hpp) are thrown by the
 ///     stage before the backend is called, identically for every backend;
-///   - value errors are found by the backend, check by check in a fixed order: the segments first,
-///     then each input the primitive reads, in argument order; within one check the first offending
-///     item in (sequence, head, position) order is reported. The CPU backends make every check
-///     before they write and throw that error. A device backend records the same error in a
-///     `value_error` in device memory (its status) and launches nothing that writes outputs after
-///     the checks; the caller turns the status into the same rhythm::error with raise().
+///   - value errors are found by the backend in a fixed order: the segments first, then each input
+///     in argument order, each in (sequence, head, position) order -- except the Q/K path, which
+///     checks q then k per (sequence, head), so the first such item with a bad row is reported.
+///     The CPU backends make every check before they write. A device backend records the same
+///     error in a `value_error` in device memory (its status), launches nothing that writes outputs
+///     after the checks, and the caller turns the status into the same rhythm::error (raise()).
 ///   - outputs are written only when every check passed: on any error they are untouched.
 #include <cstdint>
 #include <string>
