@@ -183,7 +183,7 @@ struct token_problem {
   // (`top_q_fragments` for top_q, whose input is named 'values'), outputs untouched.
   template <class P>
   void expect(P policy, rhythm::errc code, std::initializer_list<const char*> sets_fragments,
-              std::initializer_list<const char*> top_q_fragments, bool jumps_too = true) const {
+              std::initializer_list<const char*> top_q_fragments) const {
     auto flags = out<P>(token_flag::any, B, N);
     auto thresholds = out<P>(kFill, B, i64(4));
     auto delta = out<P>(kFill, B, N);
@@ -193,8 +193,7 @@ struct token_problem {
     const auto s = in<P>(segs);
     expect_value_error(policy, [&] { rhythm::token_sets(policy, w, f, s, flags, thresholds, params); }, code,
                        sets_fragments);
-    if (jumps_too)
-      expect_value_error(policy, [&] { rhythm::waad_jumps(policy, w, s, delta); }, code, sets_fragments);
+    expect_value_error(policy, [&] { rhythm::waad_jumps(policy, w, s, delta); }, code, sets_fragments);
     expect_value_error(
         policy, [&] { rhythm::top_q(policy, w, in<P>(eligible, B, N), s, selected, threshold, params.selection); },
         code, top_q_fragments);

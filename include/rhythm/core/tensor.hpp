@@ -36,10 +36,6 @@ concept strided_tensor = requires(const V& v, std::size_t r) {
   { v.data_handle() };
 };
 
-/// A strided_tensor of the given rank.
-template <class V, std::size_t Rank>
-concept strided_tensor_of_rank = strided_tensor<V> && (V::rank() == Rank);
-
 /// Element type of a tensor with its const-ness as seen through data_handle().
 template <strided_tensor V>
 using element_of = std::remove_pointer_t<decltype(std::declval<const V&>().data_handle())>;

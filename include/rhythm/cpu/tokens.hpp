@@ -11,6 +11,24 @@
 
 namespace rhythm::cpu {
 
+namespace detail {
+
+/// For every sequence b in parallel: row(b, segment, scratch) fills scratch.flags over b's
+/// response, which is then written to out(b, .) (0 outside the response).
+template <class Segments, class Out, class Row>
+void for_each_row_of_bits(int threads, const Segments& segments, const Out& out, Row&& row) {
+  const std::int64_t B = out.extent(0), N = out.extent(1);
+  auto scratch = make_token_scratch(threads, B, N);
+  parallel_for(threads, B, [&](std::int64_t b, int worker) {
+    token_scratch& w = scratch[worker];
+    const segment s = segments(b);
+    row(b, s, w);
+    for (std::int64_t t = 0; t < N; ++t) out(b, t) = s.in_response(t) ? w.flags[t - s.response_begin] : 0;
+  });
+}
+
+}  // namespace detail
+
 template <class T>
 void waad_jumps(int threads, const waad_jumps_args<T, host_space>& a) {
   const std::int64_t B = a.waad.extent(0), N = a.waad.extent(1);
@@ -28,7 +46,7 @@ void waad_jumps(int threads, const waad_jumps_args<T, host_space>& a) {
 
 template <class T>
 void top_q(int threads, const top_q_args<T, host_space>& a) {
-  const std::int64_t B = a.values.extent(0), N = a.values.extent(1);
+  const std::int64_t N = a.values.extent(1);
   const bool masked = a.eligible.data_handle() != nullptr;
   const auto is_eligible = [&](std::int64_t b, std::int64_t t) { return !masked || a.eligible(b, t) != 0; };
   raise_first([&] { return check_segments(a.segments, N); },
@@ -37,19 +55,15 @@ void top_q(int threads, const top_q_args<T, host_space>& a) {
                     a.values, a.segments, value_argument::values, value_scope::eligible_response,
                     [&](std::int64_t b, const segment&, std::int64_t t) { return is_eligible(b, t); });
               });
-  auto scratch = make_token_scratch(threads, B, N);
-  parallel_for(threads, B, [&](std::int64_t b, int worker) {
-    token_scratch& w = scratch[worker];
-    const segment s = a.segments(b);
+  detail::for_each_row_of_bits(threads, a.segments, a.selected,
+                               [&](std::int64_t b, const segment& s, token_scratch& w) {
     const std::int64_t n = s.response_length();
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t t = s.response_begin + i;
       w.m[i] = is_eligible(b, t);
       w.a[i] = w.m[i] ? to_float(a.values(b, t)) : 0.0f;
     }
-    const float thr = select_top_q(w.a.data(), w.m.data(), n, a.params, w.sort.data(), w.flags.data());
-    for (std::int64_t t = 0; t < N; ++t) a.selected(b, t) = s.in_response(t) ? w.flags[t - s.response_begin] : 0;
-    a.threshold(b) = thr;
+    a.threshold(b) = select_top_q(w.a.data(), w.m.data(), n, a.params, w.sort.data(), w.flags.data());
   });
 }
 
@@ -108,14 +122,10 @@ void check_token_signals(const view<const W, 2>& waad, const view<const F, 2>& f
 
 template <class W, class F>
 void token_sets(int threads, const token_sets_args<W, F, host_space>& a) {
-  const std::int64_t B = a.waad.extent(0), N = a.waad.extent(1);
   detail::check_token_signals(a.waad, a.fai, a.segments, a.params.horizon, false);
-  auto scratch = make_token_scratch(threads, B, N);
-  parallel_for(threads, B, [&](std::int64_t b, int worker) {
-    token_scratch& w = scratch[worker];
-    const segment s = a.segments(b);
+  detail::for_each_row_of_bits(threads, a.segments, a.flags,
+                               [&](std::int64_t b, const segment& s, token_scratch& w) {
     const detail::token_row_thresholds r = detail::token_sets_row(a.waad, a.fai, b, s, a.params, true, w);
-    for (std::int64_t t = 0; t < N; ++t) a.flags(b, t) = s.in_response(t) ? w.flags[t - s.response_begin] : 0;
     if (a.thresholds.data_handle()) {
       const float row[token_threshold::count] = {r.preplan, r.anchor, static_cast<float>(r.waad_median),
                                                  static_cast<float>(r.jump)};
@@ -126,20 +136,16 @@ void token_sets(int threads, const token_sets_args<W, F, host_space>& a) {
 
 template <class T>
 void local_peaks(int threads, const local_peaks_args<T, host_space>& a) {
-  const std::int64_t B = a.values.extent(0), N = a.values.extent(1);
-  raise_first([&] { return check_segments(a.segments, N); },
+  raise_first([&] { return check_segments(a.segments, a.values.extent(1)); },
               [&] { return first_non_finite_in_responses(a.values, a.segments, value_argument::values); });
-  auto scratch = make_token_scratch(threads, B, N);
-  parallel_for(threads, B, [&](std::int64_t b, int worker) {
-    token_scratch& w = scratch[worker];
-    const segment s = a.segments(b);
+  detail::for_each_row_of_bits(threads, a.segments, a.peaks,
+                               [&](std::int64_t b, const segment& s, token_scratch& w) {
     const std::int64_t n = s.response_length();
     for (std::int64_t i = 0; i < n; ++i) {
       w.a[i] = to_float(a.values(b, s.response_begin + i));
       w.m[i] = a.selected(b, s.response_begin + i);
     }
     local_peaks_of(w.a.data(), w.m.data(), a.select_bits, n, w.flags.data());
-    for (std::int64_t t = 0; t < N; ++t) a.peaks(b, t) = s.in_response(t) ? w.flags[t - s.response_begin] : 0;
   });
 }
 
