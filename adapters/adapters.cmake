@@ -44,4 +44,33 @@ if(TORCH_FOUND AND NOT RHYTHM_WITH_TORCH STREQUAL "OFF")
   rhythm_adapter(torch libtorch torch)
   separate_arguments(rhythm_torch_flags UNIX_COMMAND "${TORCH_CXX_FLAGS}")
   target_compile_options(rhythm_torch INTERFACE ${rhythm_torch_flags})
+  # The device path of credit.hpp (RHYTHM_TORCH_CUDA=1), when LibTorch has CUDA and rhythm's CUDA
+  # backend is on (cmake/rhythm_cuda.cmake): the static library rhythm_torch_cuda holds the
+  # launchers (src/cuda_launch.cu: nvcc, rhythm::cuda, no ATen nor c10) and the current-stream
+  # lookup (src/cuda_stream.cpp: the host compiler, c10's CUDA headers), so that no header of
+  # rhythm::torch includes a CUDA header and no nvcc translation unit includes ATen.
+  if(RHYTHM_HAS_CUDA AND (TARGET torch_cuda OR "${TORCH_LIBRARIES}" MATCHES "torch_cuda|c10_cuda"))
+    set(rhythm_torch_src ${PROJECT_SOURCE_DIR}/adapters/libtorch/src)
+    add_library(rhythm_torch_cuda_stream OBJECT ${rhythm_torch_src}/cuda_stream.cpp)
+    target_include_directories(rhythm_torch_cuda_stream PRIVATE ${PROJECT_SOURCE_DIR}/adapters/libtorch/include)
+    target_link_libraries(rhythm_torch_cuda_stream PRIVATE rhythm::rhythm torch CUDA::cudart)
+    target_compile_options(rhythm_torch_cuda_stream PRIVATE ${rhythm_torch_flags})
+    set_target_properties(rhythm_torch_cuda_stream PROPERTIES POSITION_INDEPENDENT_CODE ON)
+
+    add_library(rhythm_torch_cuda STATIC ${rhythm_torch_src}/cuda_launch.cu $<TARGET_OBJECTS:rhythm_torch_cuda_stream>)
+    add_library(rhythm::torch_cuda ALIAS rhythm_torch_cuda)
+    set_target_properties(rhythm_torch_cuda PROPERTIES EXPORT_NAME torch_cuda POSITION_INDEPENDENT_CODE ON)
+    target_include_directories(rhythm_torch_cuda PRIVATE ${PROJECT_SOURCE_DIR}/adapters/libtorch/include)
+    # torch's libraries (c10_cuda for the stream) are linked, but none of its flags reach nvcc, except
+    # the libstdc++ ABI, which must match the adapter's (a rhythm::error crosses from one to the other).
+    target_link_libraries(rhythm_torch_cuda PUBLIC rhythm::cuda PRIVATE $<LINK_ONLY:torch>)
+    if(TORCH_CXX_FLAGS MATCHES "_GLIBCXX_USE_CXX11_ABI=([01])")
+      target_compile_definitions(rhythm_torch_cuda PRIVATE _GLIBCXX_USE_CXX11_ABI=${CMAKE_MATCH_1})
+    endif()
+    install(TARGETS rhythm_torch_cuda EXPORT rhythmTargets)
+    # rhythm_torch_cuda first: a static library before the shared ones it needs.
+    set_property(TARGET rhythm_torch PROPERTY INTERFACE_LINK_LIBRARIES rhythm::torch_cuda rhythm::rhythm torch)
+    target_compile_definitions(rhythm_torch INTERFACE RHYTHM_TORCH_CUDA=1)
+    set(RHYTHM_HAS_TORCH_CUDA ON)
+  endif()
 endif()

@@ -29,6 +29,22 @@ P make_policy() {
   else return P{};
 }
 
+// Whether backend P can run here: a device backend without its device reports false, and every
+// test of its suites is then skipped (they still compile).
+template <class P>
+bool available() {
+  return true;
+}
+
+// The base of every typed suite: skips the test where the backend cannot run.
+template <class P>
+class backend_test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!available<P>()) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
 // After a primitive: a device backend turns its recorded value error into the rhythm::error (the
 // error contract of core/status.hpp). Host backends have thrown already.
 inline void finish(rhythm::exec::seq) {}

@@ -16,6 +16,7 @@
 /// else succeeded. On error a rhythm::error is thrown and gamma and shaped are untouched (the
 /// intermediates are then unspecified). Host backends (the buffers are host memory).
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "core/checks.hpp"
@@ -54,7 +55,142 @@ struct pipeline_shape {
   std::int64_t batch = 0, heads = 0, length = 0;
 };
 
-class credit_pipeline {
+namespace detail {
+
+template <strided_tensor X>
+pipeline_shape pipeline_shape_of(const X& x) {
+  return {x.extent(0), x.extent(1), x.extent(2)};
+}
+
+/// The signals stage of a pipeline, as a callable on a policy (the pipeline's, or one with the
+/// rest of a device workspace) and the pipeline's buffers, plus the check that an output does not
+/// overlap the inputs it reads.
+template <class Run, class Disjoint>
+struct pipeline_signals {
+  Run run;                    ///< run(policy, span, waad, fai, signal_params)
+  Disjoint check_disjoint;    ///< check_disjoint(output, name)
+  std::int64_t kv_heads = 0;  ///< Hkv of the Q/K path (0: from maps)
+  std::int64_t head_dim = 0;  ///< d of the Q/K path (0: from maps)
+};
+template <class Policy, class Maps, class Segments>
+auto pipeline_maps_signals(const Policy&, const Maps& maps, const Segments& segments) {
+  return pipeline_signals{[&](const Policy& stage, auto span, auto waad, auto fai, const signal_params& sp) {
+                            head_signals_from_maps(stage, maps, segments, span, waad, fai, sp);
+                          },
+                          [&](const auto& out, const char* name) { check_disjoint(out, name, maps); }};
+}
+template <class Policy, class Q, class K, class Segments>
+auto pipeline_qk_signals(const Policy&, const Q& q, const K& k, const Segments& segments) {
+  return pipeline_signals{[&](const Policy& stage, auto span, auto waad, auto fai, const signal_params& sp) {
+                            head_signals_from_qk(stage, q, k, segments, span, waad, fai, sp);
+                          },
+                          [&](const auto& out, const char* name) { check_disjoint(out, name, q, k); },
+                          k.extent(1), k.extent(3)};
+}
+
+/// Every parameter and metadata check of a pipeline run, before any stage runs (both backends).
+template <strided_tensor Segments, strided_tensor Rewards, strided_tensor GroupIds, class Entropies,
+          shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped, class Signals>
+void check_pipeline_run(const pipeline_shape& s, const Segments& segments, const Rewards& rewards,
+                        const GroupIds& group_ids, const Entropies* entropies, const Shaping& shaping,
+                        const Gamma& gamma, const Shaped& shaped, const pipeline_params& params,
+                        const Signals& signals) {
+  static_assert(Gamma::rank() == 2 && Shaped::rank() == 2, "rhythm: gamma and shaped must have rank 2: [B, N]");
+  static_assert(std::is_same_v<element_of<Gamma>, float> && std::is_same_v<element_of<Shaped>, float>,
+                "rhythm: gamma and shaped must be writable views of float");
+  const std::int64_t B = s.batch, N = s.length;
+  check_signal_params(params.signals, "params.signals");
+  check_head_group_params(params.groups, "params.groups.fraction");
+  check_top_q_params(params.selection, "params.selection");
+  check_dominance_params(params.dominance, "params.dominance");
+  check_advantage_params(params.advantages, "params.advantages.epsilon");
+  check_shaping_options(params.shaping, "params.shaping");
+  if constexpr (rule_shaping_policy<Shaping>) {
+    if (shaping.rule().needs_entropies() && !entropies) fail_missing_entropies();
+  } else {
+    validate_policy(shaping);
+    if (policy_needs_entropies<Shaping>() && !entropies) fail_missing_entropies();
+  }
+  check_segments_shape(segments, B);
+  check_extents(rewards, "rewards", "[B]", B);
+  check_extents(group_ids, "group_ids", "[B]", B);
+  if constexpr (!std::is_void_v<Entropies>) check_extents(*entropies, "entropies", "[B, N]", B, N);
+  check_extents(gamma, "gamma", "[B, N]", B, N);
+  check_extents(shaped, "shaped", "[B, N]", B, N);
+  check_output(gamma, "gamma");
+  check_output(shaped, "shaped");
+  expects(!may_overlap(gamma, shaped), errc::aliasing, "gamma, shaped", "non-overlapping outputs",
+          "overlapping memory");
+  for (const auto& [out, name] : {std::pair{as_view(gamma), "gamma"}, std::pair{as_view(shaped), "shaped"}}) {
+    check_disjoint(out, name, segments, rewards, group_ids);
+    if constexpr (!std::is_void_v<Entropies>) check_disjoint(out, name, *entropies);
+    signals.check_disjoint(out, name);
+  }
+}
+
+/// The public entry points of a credit pipeline, shared by rhythm::credit_pipeline (host) and
+/// rhythm::cuda::credit_pipeline: each forwards to Derived::run with the signals stage it needs.
+template <class Derived>
+class pipeline_entry_points {
+  static constexpr const void* no_entropies = nullptr;
+  Derived& self() { return static_cast<Derived&>(*this); }
+
+ public:
+  /// gamma and shaped advantages from attention maps.
+  ///
+  /// maps      [B, H, N, N] float/bf16/half (head_signals_from_maps)
+  /// segments  [B] rhythm::segment;  rewards [B] float;  group_ids [B] std::int64_t (GRPO groups)
+  /// shaping   a shaping_policy (rhythm::shaping::coupled_rhythm{}, shaping::any, ...)
+  /// gamma     [B, N] float out: gamma_t at response positions, 1 elsewhere
+  /// shaped    [B, N] float out: gamma_t A_b at response positions, 0 elsewhere
+  /// Cost: the signals stage (one pass over the maps) plus O(B H N) for the rest.
+  template <class Policy, strided_tensor Maps, strided_tensor Segments, strided_tensor Rewards, strided_tensor GroupIds,
+            shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped>
+  decltype(auto) run_from_maps(const Policy& policy, const Maps& maps, const Segments& segments, const Rewards& rewards,
+                               const GroupIds& group_ids, const Shaping& shaping, const Gamma& gamma,
+                               const Shaped& shaped, const pipeline_params& params = {}) {
+    return self().run(policy, pipeline_shape_of(maps), segments, rewards, group_ids, no_entropies, shaping, gamma,
+                      shaped, params, pipeline_maps_signals(policy, maps, segments));
+  }
+
+  /// As run_from_maps, from post-RoPE q [B, Hq, N, d] and k [B, Hkv, N, d] (head_signals_from_qk):
+  /// no N x N map is built. Cost: the Q/K signals stage plus O(B H N).
+  template <class Policy, strided_tensor Q, strided_tensor K, strided_tensor Segments, strided_tensor Rewards,
+            strided_tensor GroupIds, shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped>
+  decltype(auto) run_from_qk(const Policy& policy, const Q& q, const K& k, const Segments& segments,
+                             const Rewards& rewards, const GroupIds& group_ids, const Shaping& shaping,
+                             const Gamma& gamma, const Shaped& shaped, const pipeline_params& params = {}) {
+    return self().run(policy, pipeline_shape_of(q), segments, rewards, group_ids, no_entropies, shaping, gamma, shaped,
+                      params, pipeline_qk_signals(policy, q, k, segments));
+  }
+
+  /// run_from_qk with token entropies [B, N] (float/bf16/half), for policies that read them
+  /// (rhythm::shaping::entropy). Entropies are an input, so they come before the shaping policy.
+  template <class Policy, strided_tensor Q, strided_tensor K, strided_tensor Segments, strided_tensor Rewards,
+            strided_tensor GroupIds, strided_tensor Entropies, shaping_policy Shaping, strided_tensor Gamma,
+            strided_tensor Shaped>
+  decltype(auto) run_from_qk(const Policy& policy, const Q& q, const K& k, const Segments& segments,
+                             const Rewards& rewards, const GroupIds& group_ids, const Entropies& entropies,
+                             const Shaping& shaping, const Gamma& gamma, const Shaped& shaped,
+                             const pipeline_params& params = {}) {
+    return self().run(policy, pipeline_shape_of(q), segments, rewards, group_ids, &entropies, shaping, gamma, shaped,
+                      params, pipeline_qk_signals(policy, q, k, segments));
+  }
+
+  /// run_from_maps with token entropies [B, N].
+  template <class Policy, strided_tensor Maps, strided_tensor Segments, strided_tensor Rewards, strided_tensor GroupIds,
+            strided_tensor Entropies, shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped>
+  decltype(auto) run_from_maps(const Policy& policy, const Maps& maps, const Segments& segments, const Rewards& rewards,
+                               const GroupIds& group_ids, const Entropies& entropies, const Shaping& shaping,
+                               const Gamma& gamma, const Shaped& shaped, const pipeline_params& params = {}) {
+    return self().run(policy, pipeline_shape_of(maps), segments, rewards, group_ids, &entropies, shaping, gamma, shaped,
+                      params, pipeline_maps_signals(policy, maps, segments));
+  }
+};
+
+}  // namespace detail
+
+class credit_pipeline : public detail::pipeline_entry_points<credit_pipeline> {
  public:
   credit_pipeline() = default;
   explicit credit_pipeline(const pipeline_shape& largest) { reserve(largest); }
@@ -67,58 +203,6 @@ class credit_pipeline {
     span_.reserve(B * H), head_waad_.reserve(B * H * N), head_fai_.reserve(B * H * N), roles_.reserve(B * H);
     waad_.reserve(B * N), fai_.reserve(B * N), flags_.reserve(B * N), gamma_.reserve(B * N);
     thresholds_.reserve(B * token_threshold::count), advantages_.reserve(B);
-  }
-
-  /// gamma and shaped advantages from attention maps.
-  ///
-  /// maps      [B, H, N, N] float/bf16/half (head_signals_from_maps)
-  /// segments  [B] rhythm::segment;  rewards [B] float;  group_ids [B] std::int64_t (GRPO groups)
-  /// shaping   a shaping_policy (rhythm::shaping::coupled_rhythm{}, shaping::any, ...)
-  /// gamma     [B, N] float out: gamma_t at response positions, 1 elsewhere
-  /// shaped    [B, N] float out: gamma_t A_b at response positions, 0 elsewhere
-  /// Cost: the signals stage (one pass over the maps) plus O(B H N) for the rest.
-  template <class Policy, strided_tensor Maps, strided_tensor Segments, strided_tensor Rewards, strided_tensor GroupIds,
-            shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped>
-  pipeline_diagnostics run_from_maps(const Policy& policy, const Maps& maps, const Segments& segments,
-                                     const Rewards& rewards, const GroupIds& group_ids, const Shaping& shaping,
-                                     const Gamma& gamma, const Shaped& shaped, const pipeline_params& params = {}) {
-    return run(policy, shape_of(maps), segments, rewards, group_ids, no_entropies(), shaping, gamma, shaped, params,
-               maps_signals(policy, maps, segments));
-  }
-
-  /// As run_from_maps, from post-RoPE q [B, Hq, N, d] and k [B, Hkv, N, d] (head_signals_from_qk):
-  /// no N x N map is built. Cost: the Q/K signals stage plus O(B H N).
-  template <class Policy, strided_tensor Q, strided_tensor K, strided_tensor Segments, strided_tensor Rewards,
-            strided_tensor GroupIds, shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped>
-  pipeline_diagnostics run_from_qk(const Policy& policy, const Q& q, const K& k, const Segments& segments,
-                                   const Rewards& rewards, const GroupIds& group_ids, const Shaping& shaping,
-                                   const Gamma& gamma, const Shaped& shaped, const pipeline_params& params = {}) {
-    return run(policy, shape_of(q), segments, rewards, group_ids, no_entropies(), shaping, gamma, shaped, params,
-               qk_signals(policy, q, k, segments));
-  }
-
-  /// run_from_qk with token entropies [B, N] (float/bf16/half), for policies that read them
-  /// (rhythm::shaping::entropy). Entropies are an input, so they come before the shaping policy.
-  template <class Policy, strided_tensor Q, strided_tensor K, strided_tensor Segments, strided_tensor Rewards,
-            strided_tensor GroupIds, strided_tensor Entropies, shaping_policy Shaping, strided_tensor Gamma,
-            strided_tensor Shaped>
-  pipeline_diagnostics run_from_qk(const Policy& policy, const Q& q, const K& k, const Segments& segments,
-                                   const Rewards& rewards, const GroupIds& group_ids, const Entropies& entropies,
-                                   const Shaping& shaping, const Gamma& gamma, const Shaped& shaped,
-                                   const pipeline_params& params = {}) {
-    return run(policy, shape_of(q), segments, rewards, group_ids, &entropies, shaping, gamma, shaped, params,
-               qk_signals(policy, q, k, segments));
-  }
-
-  /// run_from_maps with token entropies [B, N].
-  template <class Policy, strided_tensor Maps, strided_tensor Segments, strided_tensor Rewards, strided_tensor GroupIds,
-            strided_tensor Entropies, shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped>
-  pipeline_diagnostics run_from_maps(const Policy& policy, const Maps& maps, const Segments& segments,
-                                     const Rewards& rewards, const GroupIds& group_ids, const Entropies& entropies,
-                                     const Shaping& shaping, const Gamma& gamma, const Shaped& shaped,
-                                     const pipeline_params& params = {}) {
-    return run(policy, shape_of(maps), segments, rewards, group_ids, &entropies, shaping, gamma, shaped, params,
-               maps_signals(policy, maps, segments));
   }
 
   // Intermediates of the last run (views into the pipeline's buffers; valid until the next run).
@@ -139,29 +223,7 @@ class credit_pipeline {
   view<const float, 1> advantages() const { return {advantages_.data(), {shape_.batch}}; }  ///< A_b [B]
 
  private:
-  static constexpr const void* no_entropies() { return nullptr; }
-
-  template <strided_tensor X>
-  static pipeline_shape shape_of(const X& x) {
-    return {x.extent(0), x.extent(1), x.extent(2)};
-  }
-
-  /// The signals stage, as a callable on the pipeline's buffers, plus the inputs it reads (for
-  /// the outputs' overlap checks).
-  template <class Policy, class Maps, class Segments>
-  static auto maps_signals(const Policy& policy, const Maps& maps, const Segments& segments) {
-    return std::pair{[&](auto span, auto waad, auto fai, const signal_params& sp) {
-                       head_signals_from_maps(policy, maps, segments, span, waad, fai, sp);
-                     },
-                     [&](const auto& out, const char* name) { detail::check_disjoint(out, name, maps); }};
-  }
-  template <class Policy, class Q, class K, class Segments>
-  static auto qk_signals(const Policy& policy, const Q& q, const K& k, const Segments& segments) {
-    return std::pair{[&](auto span, auto waad, auto fai, const signal_params& sp) {
-                       head_signals_from_qk(policy, q, k, segments, span, waad, fai, sp);
-                     },
-                     [&](const auto& out, const char* name) { detail::check_disjoint(out, name, q, k); }};
-  }
+  friend class detail::pipeline_entry_points<credit_pipeline>;
 
   template <class Policy, strided_tensor Segments, strided_tensor Rewards, strided_tensor GroupIds, class Entropies,
             shaping_policy Shaping, strided_tensor Gamma, strided_tensor Shaped, class Signals>
@@ -172,39 +234,8 @@ class credit_pipeline {
     if constexpr (detail::check_policy<Policy, Segments, Rewards, GroupIds, Gamma, Shaped>()) {
       static_assert(std::is_same_v<typename backend<Policy>::memory_space, host_space>,
                     "rhythm: credit_pipeline keeps its buffers in host memory: use a host policy");
-      static_assert(Gamma::rank() == 2 && Shaped::rank() == 2, "rhythm: gamma and shaped must have rank 2: [B, N]");
-      static_assert(std::is_same_v<element_of<Gamma>, float> && std::is_same_v<element_of<Shaped>, float>,
-                    "rhythm: gamma and shaped must be writable views of float");
+      detail::check_pipeline_run(s, segments, rewards, group_ids, entropies, shaping, gamma, shaped, params, signals);
       const std::int64_t B = s.batch, H = s.heads, N = s.length;
-      // Every stage's parameter and metadata check, before any stage runs.
-      detail::check_signal_params(params.signals, "params.signals");
-      detail::check_head_group_params(params.groups, "params.groups.fraction");
-      detail::check_top_q_params(params.selection, "params.selection");
-      detail::check_dominance_params(params.dominance, "params.dominance");
-      detail::check_advantage_params(params.advantages, "params.advantages.epsilon");
-      detail::check_shaping_options(params.shaping, "params.shaping");
-      if constexpr (rule_shaping_policy<Shaping>) {
-        if (shaping.rule().needs_entropies() && !entropies) detail::fail_missing_entropies();
-      } else {
-        detail::validate_policy(shaping);
-        if (detail::policy_needs_entropies<Shaping>() && !entropies) detail::fail_missing_entropies();
-      }
-      detail::check_segments_shape(segments, B);
-      detail::check_extents(rewards, "rewards", "[B]", B);
-      detail::check_extents(group_ids, "group_ids", "[B]", B);
-      if constexpr (!std::is_void_v<Entropies>) detail::check_extents(*entropies, "entropies", "[B, N]", B, N);
-      detail::check_extents(gamma, "gamma", "[B, N]", B, N);
-      detail::check_extents(shaped, "shaped", "[B, N]", B, N);
-      detail::check_output(gamma, "gamma");
-      detail::check_output(shaped, "shaped");
-      detail::expects(!detail::may_overlap(gamma, shaped), errc::aliasing, "gamma, shaped", "non-overlapping outputs",
-                      "overlapping memory");
-      for (const auto& [out, name] : {std::pair{as_view(gamma), "gamma"}, std::pair{as_view(shaped), "shaped"}}) {
-        detail::check_disjoint(out, name, segments, rewards, group_ids);
-        if constexpr (!std::is_void_v<Entropies>) detail::check_disjoint(out, name, *entropies);
-        signals.second(out, name);
-      }
-
       shape_ = s;
       pooled_ = params.pooled_groups;
       span_.resize(B * H), head_waad_.resize(B * H * N), head_fai_.resize(B * H * N);
@@ -216,7 +247,7 @@ class credit_pipeline {
       const view<float, 2> staged_gamma(gamma_.data(), {B, N});
       const view<float, 1> advantages(advantages_.data(), {B});
 
-      signals.first(span, head_waad, head_fai, params.signals);
+      signals.run(policy, span, head_waad, head_fai, params.signals);
       const auto group_means = [&](const auto& roles) {
         group_mean(policy, head_waad, roles, head_role::local, waad);
         group_mean(policy, head_fai, roles, head_role::global, fai);

@@ -25,7 +25,7 @@ constexpr float kUntouched = -7.0f;
 inline const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 template <class P>
-class Credit : public ::testing::Test {};
+class Credit : public rt::backend_test<P> {};
 TYPED_TEST_SUITE_P(Credit);
 
 template <class P>

@@ -10,7 +10,7 @@ namespace signals_suite {
 using namespace rt;
 
 template <class P>
-class Signals : public ::testing::Test {};
+class Signals : public rt::backend_test<P> {};
 TYPED_TEST_SUITE_P(Signals);
 
 struct case_params {

@@ -20,7 +20,7 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 constexpr u8 bit(token_flag f) { return rhythm::bits(f); }
 
 template <class P>
-class Tokens : public ::testing::Test {};
+class Tokens : public rt::backend_test<P> {};
 TYPED_TEST_SUITE_P(Tokens);
 
 // Token signals of a batch, [B, N]; NaN wherever the library must not read.

@@ -23,7 +23,7 @@ constexpr float kFill = -7.0f;
 inline const float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 template <class P>
-class ValueErrors : public ::testing::Test {};
+class ValueErrors : public rt::backend_test<P> {};
 TYPED_TEST_SUITE_P(ValueErrors);
 
 template <class T>

@@ -44,7 +44,11 @@ struct top_q_params {
 /// (q = 0.07, n = 100 gives 7, although 0.07 * 100 is 7.000000000000001 in binary).
 RHYTHM_HOST_DEVICE inline std::int64_t top_q_count(double q, std::int64_t n) {
   if (n <= 0) return 0;
+#if defined(__CUDA_ARCH__)
+  const double x = __dmul_rn(q, double(n)) - 1e-9;  // rounded product, as on the host: no fused multiply-add
+#else
   const double x = q * double(n) - 1e-9;
+#endif
   if (!(x < double(n))) return n;  // also q > 1 or NaN: everything
   std::int64_t k = static_cast<std::int64_t>(x);  // x in (-1e-9, n): truncation, then round up
   if (double(k) < x) ++k;

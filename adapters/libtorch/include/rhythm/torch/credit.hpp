@@ -11,9 +11,25 @@
 /// device of the inputs, the diagnostics included, so that reading them needs no host
 /// synchronisation of its own. head_signals_from_maps / _from_qk give the per-head signals alone.
 ///
-/// Devices: CUDA tensors are accepted. Until rhythm's CUDA backend is wired into this adapter they
-/// are copied to the host, processed by the CPU backend, and the results copied back to the
+/// Devices: CUDA tensors are accepted. When the adapter was built with rhythm's CUDA backend
+/// (RHYTHM_TORCH_CUDA=1: LibTorch with CUDA and RHYTHM_WITH_CUDA, which links rhythm_torch_cuda)
+/// a CUDA lead tensor (q or maps) runs on its device (see "On the device" below); otherwise CUDA
+/// tensors are copied to the host, processed by the CPU backend, and the results copied back to the
 /// inputs' device (one synchronising round trip per call).
+///
+/// On the device (RHYTHM_TORCH_CUDA): every kernel and copy goes to c10::cuda::getCurrentCUDAStream()
+/// of the lead tensor's device (made current for the call); the workspace and the error status are
+/// one byte tensor from LibTorch's caching allocator, released when the call returns. Inputs on the
+/// lead's device are read where they are, with any strides; the others (k, rewards, group ids,
+/// segments, masks, entropies) are copied to it first; entropies in 16 bits are converted to
+/// float32 there (exactly). Segments from masks are computed on the device
+/// by tensor ops; only an invalid mask is re-read on the host, for the exact error. Results and
+/// diagnostics are CUDA tensors (the counts and shares 0-d views of two small device tensors, copied
+/// there from the device pipeline's diagnostics). Each call waits once for its stream (to read the
+/// error status, and the masks' validity), then throws the same rhythm::error as the CPU for a value
+/// error. With several errors at once, the device path reports the tensor checks and the core's
+/// metadata checks before the contents of masks (the host path reads masks first).
+/// credit_assigner::pipeline() reflects host runs only.
 ///
 /// Inputs (maps, q, k, entropies) may be float32, bfloat16 or float16 with any non-negative
 /// strides; the core accumulates in float and every output is float32 (flags and roles uint8,
@@ -31,6 +47,7 @@
 #include <cstdint>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <rhythm/core/execution.hpp>
@@ -40,6 +57,19 @@
 #include <rhythm/signals/head_signals.hpp>
 
 #include "view.hpp"
+
+#if defined(RHYTHM_TORCH_CUDA) && RHYTHM_TORCH_CUDA
+#include <c10/core/DeviceGuard.h>
+
+#include <array>
+#include <cstddef>
+#include <tuple>
+
+#include "cuda_launch.hpp"
+#define RHYTHM_TORCH_ON_DEVICE 1
+#else
+#define RHYTHM_TORCH_ON_DEVICE 0
+#endif
 
 namespace rhythm::torch {
 
@@ -128,14 +158,66 @@ head_signal_tensors head_signals(std::int64_t B, std::int64_t H, std::int64_t N,
 
 /// Token entropies on the host as float32 (float32, bfloat16 or float16 accepted: the conversion
 /// is exact); undefined stays undefined.
-inline ::at::Tensor entropies_as_float(const ::at::Tensor& entropies) {
-  if (!entropies.defined()) return entropies;
+inline void check_entropies_dtype(const ::at::Tensor& entropies) {
   const auto type = entropies.scalar_type();
   TORCH_CHECK(type == ::at::kFloat || type == ::at::kBFloat16 || type == ::at::kHalf,
               "rhythm::torch: argument 'entropies': expected dtype float32, bfloat16 or float16, got dtype ",
               ::c10::toString(type));
+}
+inline ::at::Tensor entropies_as_float(const ::at::Tensor& entropies) {
+  if (!entropies.defined()) return entropies;
+  check_entropies_dtype(entropies);
   const ::at::Tensor host = on_host(entropies);
-  return type == ::at::kFloat ? host : host.to(::at::kFloat);
+  return entropies.scalar_type() == ::at::kFloat ? host : host.to(::at::kFloat);
+}
+
+/// A mask's checks (defined, strided, [.., ..], bool or integer) and its nonzero positions as a
+/// bool tensor on the mask's device.
+inline ::at::Tensor mask_bits(const ::at::Tensor& m, const char* name) {
+  check_strided(m, name, 2);
+  const auto type = m.scalar_type();
+  TORCH_CHECK(type == ::at::kBool || ::c10::isIntegralType(type, /*includeBool=*/false), "rhythm::torch: argument '",
+              name, "': expected a bool or integer mask, got dtype ", ::c10::toString(type));
+  return m != 0;
+}
+
+/// The segments of segments_from_masks as an int64 tensor [B, 3] on `device` (contiguous), by
+/// tensor ops there (no host round trip), and `ok`, a 0-d bool tensor: false where
+/// segments_from_masks would throw (the segments are then unspecified; call it for the error).
+/// The mask checks of segments_from_masks come first (c10::Error). O(B N) work, a few small kernels.
+inline std::pair<::at::Tensor, ::at::Tensor> segments_tensor_from_masks(const ::at::Tensor& response_mask,
+                                                                        const ::at::Tensor& attention_mask,
+                                                                        const ::c10::Device& device) {
+  const ::at::Tensor response = mask_bits(response_mask, "response_mask").to(device);
+  const std::int64_t B = response.size(0), N = response.size(1);
+  ::at::Tensor real;
+  if (attention_mask.defined()) {
+    real = mask_bits(attention_mask, "attention_mask").to(device);
+    TORCH_CHECK(real.sizes() == response.sizes(), "rhythm::torch: argument 'attention_mask': expected the sizes of "
+                "response_mask ", sizes_string(response.sizes()), ", got sizes ", sizes_string(real.sizes()));
+  }
+  const auto int64 = ::at::TensorOptions().dtype(::at::kLong).device(device);
+  if (N == 0) return {::at::zeros({B, 3}, int64), ::at::scalar_tensor(true, int64.dtype(::at::kBool))};
+  const ::at::Tensor position = ::at::arange(N, int64).expand({B, N});
+  // first set position of each row (N if none), and one past its last (0 if none)
+  const auto first = [&](const ::at::Tensor& m) { return position.masked_fill(m.logical_not(), N).amin(1); };
+  const auto after_last = [&](const ::at::Tensor& m) { return position.masked_fill(m.logical_not(), -1).amax(1) + 1; };
+  const ::at::Tensor count = response.sum(1);  // int64: bool sums promote
+  const ::at::Tensor none = count == 0;
+  ::at::Tensor response_begin = first(response);  // N when there is no response: an empty one at N
+  ::at::Tensor end = response_begin + count;
+  ::at::Tensor ok = none | (after_last(response) - response_begin == count);  // one contiguous run
+  ::at::Tensor begin = ::at::zeros({B}, int64);
+  if (real.defined()) {
+    begin = first(real);
+    const ::at::Tensor last = ::at::maximum(after_last(real), begin);  // one past the last real token
+    response_begin = ::at::where(none, last, response_begin);
+    end = ::at::where(none, last, end);
+    const ::at::Tensor inside = (position >= begin.unsqueeze(1)) & (position < end.unsqueeze(1));
+    const ::at::Tensor real_inside = (real & inside).sum(1);
+    ok = ok & (begin <= response_begin) & (real_inside == (end - begin).clamp_min(0));
+  }
+  return {::at::stack({begin, response_begin, end}, 1), ok.all()};
 }
 
 /// The diagnostics of `pipeline`'s last run as host tensors (counts, shares and copies of its
@@ -162,6 +244,80 @@ inline credit_diagnostics diagnostics_of(const ::rhythm::credit_pipeline& pipeli
                                : copy(roles, ::at::kByte)};
 }
 
+#if RHYTHM_TORCH_ON_DEVICE
+/// `t` on `device` (itself if it is there or undefined, else a copy on the current stream).
+inline ::at::Tensor on_device(const ::at::Tensor& t, const ::c10::Device& device) {
+  return t.defined() && t.device() != device ? t.to(device) : t;
+}
+
+/// A device view of `t`, with the checks of rhythm::torch::view in its order, the device being
+/// `device` (the lead tensor's) instead of the CPU.
+template <class T, std::size_t Rank>
+cuda_launch::device_view<T, Rank> device_view(const ::at::Tensor& t, const char* name, const ::c10::Device& device) {
+  check_strided(t, name, static_cast<std::int64_t>(Rank));
+  TORCH_CHECK(t.device() == device, "rhythm::torch: argument '", name, "': expected a tensor on ", device.str(),
+              " (the device of q or maps), got a tensor on ", t.device().str());
+  check_dtype(t, name, scalar_type_of<T>());
+  check_after_dtype(t, name);
+  std::array<std::int64_t, Rank> extents{}, strides{};
+  for (std::size_t r = 0; r < Rank; ++r)
+    extents[r] = t.size(static_cast<std::int64_t>(r)), strides[r] = t.stride(static_cast<std::int64_t>(r));
+  return {static_cast<T*>(t.data_ptr()), extents, strides};
+}
+
+/// The device view of a contiguous int64 tensor [B, 3] as B rhythm::segment.
+inline cuda_launch::device_view<const ::rhythm::segment, 1> segment_view(const ::at::Tensor& segments) {
+  static_assert(sizeof(::rhythm::segment) == 3 * sizeof(std::int64_t));
+  return {reinterpret_cast<const ::rhythm::segment*>(segments.data_ptr<std::int64_t>()), {segments.size(0)}};
+}
+
+/// The segments of a segments tensor [B, 3] on `device` (contiguous), after segments_arg's checks.
+inline ::at::Tensor segments_on_device(const ::at::Tensor& segments, const ::c10::Device& device) {
+  const char* name = "segments";
+  check_strided(segments, name, 2);
+  check_dtype(segments, name, ::at::kLong);
+  TORCH_CHECK(segments.size(1) == 3, "rhythm::torch: argument 'segments': expected [B, 3] (begin, response_begin, "
+              "end per row), got sizes ", sizes_string(segments.sizes()));
+  check_after_dtype(segments, name);
+  return on_device(segments, device).contiguous();
+}
+
+/// Device memory for one launch from LibTorch's caching allocator: `bytes` of workspace (256-byte
+/// aligned) followed by the error status, and the launch policy on the device's current stream.
+/// The tensor owns the memory: keep it until the launch is done (the call's end).
+struct device_memory {
+  ::at::Tensor bytes;
+  cuda_launch::device_policy policy;
+};
+inline device_memory device_memory_for(std::size_t workspace_bytes, const ::c10::Device& device) {
+  const std::size_t status_at = (workspace_bytes + 255) / 256 * 256;
+  ::at::Tensor bytes = ::at::empty({static_cast<std::int64_t>(status_at + sizeof(::rhythm::value_error))},
+                                   ::at::TensorOptions().dtype(::at::kByte).device(device));
+  auto* base = static_cast<std::byte*>(bytes.data_ptr());
+  return {bytes,
+          {cuda_launch::current_stream(device.index()), base, workspace_bytes,
+           reinterpret_cast<::rhythm::value_error*>(base + status_at)}};
+}
+
+/// Runs `launch(policy, span, waad, fai)` on device outputs, waits, throws a recorded value error.
+template <class Launch>
+head_signal_tensors device_head_signals(std::int64_t B, std::int64_t H, std::int64_t N, const ::c10::Device& device,
+                                        std::size_t workspace_bytes, Launch&& launch) {
+  const auto options = ::at::TensorOptions().dtype(::at::kFloat).device(device);
+  head_signal_tensors out{::at::empty({B, H}, options), ::at::empty({B, H, N}, options), ::at::empty({B, H, N}, options)};
+  const device_memory memory = device_memory_for(workspace_bytes, device);
+  launch(memory.policy, device_view<float, 2>(out.span, "output", device), device_view<float, 3>(out.waad, "output", device),
+         device_view<float, 3>(out.fai, "output", device));
+  cuda_launch::throw_if_error(memory.policy);
+  return out;
+}
+
+/// The segments of a segments_arg as a device tensor [B, 3] (one host-to-device copy).
+inline ::at::Tensor segments_arg_on_device(const segments_arg& segments, const ::c10::Device& device) {
+  return segments_tensor(segments.span()).to(device);
+}
+#endif
+
 }  // namespace detail
 
 /// Segments from masks [B, N] (bool or integer, nonzero = set; any device): row b's response is
@@ -173,11 +329,7 @@ inline credit_diagnostics diagnostics_of(const ::rhythm::credit_pipeline& pipeli
 inline std::vector<::rhythm::segment> segments_from_masks(const ::at::Tensor& response_mask,
                                                           const ::at::Tensor& attention_mask = {}) {
   const auto as_bytes = [](const ::at::Tensor& m, const char* name) {
-    detail::check_strided(m, name, 2);
-    const auto type = m.scalar_type();
-    TORCH_CHECK(type == ::at::kBool || ::c10::isIntegralType(type, /*includeBool=*/false), "rhythm::torch: argument '",
-                name, "': expected a bool or integer mask, got dtype ", ::c10::toString(type));
-    return (detail::on_host(m) != 0).to(::at::kByte).contiguous();
+    return detail::on_host(detail::mask_bits(m, name)).to(::at::kByte).contiguous();
   };
   const ::at::Tensor response = as_bytes(response_mask, "response_mask");
   const std::int64_t B = response.size(0), N = response.size(1);
@@ -226,6 +378,22 @@ inline head_signal_tensors head_signals_from_maps(const ::at::Tensor& maps, cons
                                                   const ::rhythm::signal_params& params = {}, int threads = 0) {
   const auto policy = detail::host_policy(threads);
   detail::check_strided(maps, "maps", 4);
+#if RHYTHM_TORCH_ON_DEVICE
+  if (maps.is_cuda()) {
+    const ::c10::Device device = maps.device();
+    const ::c10::DeviceGuard guard(device);
+    const ::at::Tensor seg = detail::segments_arg_on_device(segments, device);
+    return dispatch_input_dtype(maps, "maps", [&]<class E>(std::type_identity<E>) {
+      const auto m = detail::device_view<const E, 4>(maps, "maps", device);
+      const std::int64_t B = m.extent(0), H = m.extent(1), N = m.extent(2);
+      return detail::device_head_signals(
+          B, H, N, device, cuda_launch::head_signals_workspace_size_from_maps(B, H, N, params),
+          [&](const auto& on, auto span, auto waad, auto fai) {
+            cuda_launch::head_signals_from_maps<E>(on, m, detail::segment_view(seg), span, waad, fai, params);
+          });
+    });
+  }
+#endif
   const ::at::Tensor host = detail::on_host(maps);
   return dispatch_input_dtype(host, "maps", [&]<class E>(std::type_identity<E>) {
     const auto m = view<const E, 4>(host, "maps");
@@ -242,6 +410,25 @@ inline head_signal_tensors head_signals_from_qk(const ::at::Tensor& q, const ::a
                                                 const segments_arg& segments,
                                                 const ::rhythm::signal_params& params = {}, int threads = 0) {
   const auto policy = detail::host_policy(threads);
+#if RHYTHM_TORCH_ON_DEVICE
+  if (q.defined() && q.is_cuda()) {
+    const ::c10::Device device = q.device();
+    const ::c10::DeviceGuard guard(device);
+    const ::at::Tensor seg = detail::segments_arg_on_device(segments, device);
+    const ::at::Tensor k_on = detail::on_device(k, device);
+    return detail::dispatch_qk(q, k_on, [&]<class E>(std::type_identity<E>) {
+      const auto qv = detail::device_view<const E, 4>(q, "q", device);
+      const auto kv = detail::device_view<const E, 4>(k_on, "k", device);
+      const std::int64_t B = qv.extent(0), H = qv.extent(1), N = qv.extent(2);
+      return detail::device_head_signals(
+          B, H, N, device,
+          cuda_launch::head_signals_workspace_size_from_qk(B, H, kv.extent(1), N, qv.extent(3), params),
+          [&](const auto& on, auto span, auto waad, auto fai) {
+            cuda_launch::head_signals_from_qk<E>(on, qv, kv, detail::segment_view(seg), span, waad, fai, params);
+          });
+    });
+  }
+#endif
   const ::at::Tensor hq = detail::on_host(q), hk = detail::on_host(k);
   return detail::dispatch_qk(hq, hk, [&]<class E>(std::type_identity<E>) {
     const auto qv = view<const E, 4>(hq, "q");
@@ -293,6 +480,9 @@ class credit_assigner {
       TORCH_CHECK(!mask->defined() || (mask->dim() == 2 && mask->size(0) == lead.size(0) && mask->size(1) == lead.size(2)),
                   "rhythm::torch: argument '", name, "': expected [B, N] = [", lead.size(0), ", ", lead.size(2),
                   "], got sizes ", detail::sizes_string(mask->sizes()));
+#if RHYTHM_TORCH_ON_DEVICE
+    if (device.is_cuda()) return run_on_device(batch, from_qk, lead);
+#endif
     const segments_arg segments = batch.segments.defined()
                                       ? segments_arg(detail::on_host(batch.segments))
                                       : segments_arg(segments_from_masks(batch.response_mask, batch.attention_mask));
@@ -337,10 +527,90 @@ class credit_assigner {
     return out;
   }
 
-  /// The pipeline of the last call, for its intermediates (host views; valid until the next call).
+  /// The pipeline of the last call on the host, for its intermediates (host views; valid until the
+  /// next call). Calls on the device (RHYTHM_TORCH_CUDA) leave it alone: their intermediates are
+  /// in the result's diagnostics.
   const ::rhythm::credit_pipeline& pipeline() const noexcept { return pipeline_; }
 
  private:
+#if RHYTHM_TORCH_ON_DEVICE
+  /// operator() on the lead tensor's CUDA device (the file comment, "On the device").
+  credit_result run_on_device(const credit_batch& batch, bool from_qk, const ::at::Tensor& lead) const {
+    const ::c10::Device device = lead.device();
+    const ::c10::DeviceGuard guard(device);
+    detail::host_policy(threads);  // the host path's check of `threads` (unused here)
+    ::at::Tensor segments, masks_ok;
+    if (batch.segments.defined())
+      segments = detail::segments_on_device(batch.segments, device);
+    else
+      std::tie(segments, masks_ok) = detail::segments_tensor_from_masks(batch.response_mask, batch.attention_mask, device);
+    const ::at::Tensor rewards = detail::on_device(batch.rewards, device);
+    const ::at::Tensor group_ids = detail::on_device(batch.group_ids, device);
+    const auto r = detail::device_view<const float, 1>(rewards, "rewards", device);
+    const auto g = detail::device_view<const std::int64_t, 1>(group_ids, "group_ids", device);
+    ::at::Tensor entropies;
+    if (batch.entropies.defined()) {
+      detail::check_entropies_dtype(batch.entropies);
+      entropies = detail::on_device(batch.entropies, device).to(::at::kFloat);
+    }
+    const std::int64_t B = lead.size(0), H = lead.size(1), N = lead.size(2);
+    const auto options = [&](::at::ScalarType type) { return ::at::TensorOptions().dtype(type).device(device); };
+    credit_result out{::at::empty({B, N}, options(::at::kFloat)), ::at::empty({B, N}, options(::at::kFloat)), {}};
+    credit_diagnostics& d = out.diagnostics;
+    d.advantages = ::at::empty({B}, options(::at::kFloat));
+    d.flags = ::at::empty({B, N}, options(::at::kByte));
+    d.waad = ::at::empty({B, N}, options(::at::kFloat));
+    d.fai = ::at::empty({B, N}, options(::at::kFloat));
+    d.head_spans = ::at::empty({B, H}, options(::at::kFloat));
+    const ::at::Tensor roles = ::at::empty({params.pooled_groups ? H : B * H}, options(::at::kByte));
+    const ::at::Tensor counts = ::at::empty({5}, options(::at::kLong)), shares = ::at::empty({2}, options(::at::kDouble));
+    const cuda_launch::credit_copies copies{d.advantages.data_ptr<float>(), d.flags.data_ptr<std::uint8_t>(),
+                                            d.waad.data_ptr<float>(),       d.fai.data_ptr<float>(),
+                                            d.head_spans.data_ptr<float>(), roles.data_ptr<std::uint8_t>(),
+                                            counts.data_ptr<std::int64_t>(), shares.data_ptr<double>()};
+    const auto gamma = detail::device_view<float, 2>(out.gamma, "output", device);
+    const auto shaped = detail::device_view<float, 2>(out.shaped, "output", device);
+    const auto seg = detail::segment_view(segments);
+    const ::rhythm::pipeline_shape shape{B, H, N};
+    const auto run = [&](const auto& launch, std::size_t workspace_bytes) {
+      const detail::device_memory memory = detail::device_memory_for(workspace_bytes, device);
+      if (entropies.defined()) {
+        const auto e = detail::device_view<const float, 2>(entropies, "entropies", device);
+        launch(memory.policy, &e);
+      } else {
+        launch(memory.policy, nullptr);
+      }
+      if (masks_ok.defined() && !masks_ok.item<bool>())  // waits for the stream
+        segments_from_masks(batch.response_mask, batch.attention_mask);  // throws the host's error
+      cuda_launch::throw_if_error(memory.policy);
+    };
+    if (from_qk) {
+      const ::at::Tensor k = detail::on_device(batch.k, device);
+      detail::dispatch_qk(batch.q, k, [&]<class E>(std::type_identity<E>) {
+        const auto qv = detail::device_view<const E, 4>(batch.q, "q", device);
+        const auto kv = detail::device_view<const E, 4>(k, "k", device);
+        run([&](const cuda_launch::device_policy& on, const cuda_launch::device_view<const float, 2>* e) {
+              cuda_launch::credit_from_qk<E>(on, qv, kv, seg, r, g, e, policy, gamma, shaped, params, copies);
+            },
+            cuda_launch::credit_workspace_size_from_qk(shape, kv.extent(1), kv.extent(3), params));
+      });
+    } else {
+      dispatch_input_dtype(batch.maps, "maps", [&]<class E>(std::type_identity<E>) {
+        const auto mv = detail::device_view<const E, 4>(batch.maps, "maps", device);
+        run([&](const cuda_launch::device_policy& on, const cuda_launch::device_view<const float, 2>* e) {
+              cuda_launch::credit_from_maps<E>(on, mv, seg, r, g, e, policy, gamma, shaped, params, copies);
+            },
+            cuda_launch::credit_workspace_size_from_maps(shape, params));
+      });
+    }
+    d.head_roles = params.pooled_groups ? roles.expand({B, H}).contiguous() : roles.view({B, H});
+    d.response_tokens = counts.select(0, 0), d.preplan = counts.select(0, 1), d.anchor = counts.select(0, 2);
+    d.dominated = counts.select(0, 3), d.intro = counts.select(0, 4);
+    d.mean_gamma = shares.select(0, 0), d.amplified_share = shares.select(0, 1);
+    return out;
+  }
+#endif
+
   static void to_device(credit_result& out, const ::c10::Device& device) {
     for (::at::Tensor* t : {&out.gamma, &out.shaped, &out.diagnostics.response_tokens, &out.diagnostics.preplan,
                             &out.diagnostics.anchor, &out.diagnostics.dominated, &out.diagnostics.intro,
@@ -354,3 +624,5 @@ class credit_assigner {
 };
 
 }  // namespace rhythm::torch
+
+#undef RHYTHM_TORCH_ON_DEVICE

@@ -78,7 +78,8 @@ inline void check_device(const ::c10::Device& device, const char* name) {
   if (device.is_cuda()) {
     TORCH_CHECK(false, "rhythm::torch: argument '", name, "': expected a CPU tensor, got a tensor on ", device.str(),
                 ": rhythm::torch::view reads host memory; credit_assigner and head_signals_from_* take CUDA tensors "
-                "(copying them to the host), and views of device memory need <rhythm/cuda.cuh>");
+                "(on the device where rhythm was built with CUDA, else through the host), and views of device "
+                "memory need <rhythm/cuda.cuh>");
   }
   RHYTHM_TORCH_REQUIRE(device.is_cpu(), name, "a CPU tensor", "a tensor on ", device.str());
 }
