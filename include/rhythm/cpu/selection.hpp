@@ -73,8 +73,10 @@ inline void local_peaks_of(const float* v, const std::uint8_t* selected, std::ui
 
 /// Marks D and intro in flags[0..n) (whose anchor bits are set). A monotone deque of window
 /// indices (dq, n entries) keeps the earliest maximal jump of [t-k, t-1] at its front: O(n) for any k.
-inline void mark_dominated(const float* waad, const float* delta, std::int64_t n, std::int64_t k, double tau_waad,
-                           double tau_delta, std::int64_t* dq, std::uint8_t* flags) {
+/// Host and device: the CUDA backend runs this same scan.
+RHYTHM_HOST_DEVICE inline void mark_dominated(const float* waad, const float* delta, std::int64_t n, std::int64_t k,
+                                              double tau_waad, double tau_delta, std::int64_t* dq,
+                                              std::uint8_t* flags) {
   std::int64_t head = 0, tail = 0;
   for (std::int64_t t = 0; t < n; ++t) {
     if (t >= 1) {

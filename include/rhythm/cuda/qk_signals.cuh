@@ -534,6 +534,21 @@ void run(const exec::cuda& p, const qk_signal_args<T, device_space>& a) {
           text("a head dimension d whose tiles fit the device's ", smem_max, " bytes of shared memory per block (",
                smem, " needed)"),
           rhythm::detail::shape_of{a.q});
+  if (B > 0 && Hq > 0 && N > 0) {  // the launch limits, before anything is queued
+    const std::int64_t per_block = heads_per_block(Hq / Hkv), span_rows = block_rows / per_block;
+    const std::int64_t blocks_x = B * Hkv * ((Hq / Hkv + per_block - 1) / per_block);
+    expects(blocks_x <= INT_MAX, errc::shape_mismatch, "q", text("B Hq <= ", INT_MAX), rhythm::detail::shape_of{a.q});
+    expects((N + span_rows - 1) / span_rows <= 65535, errc::shape_mismatch, "q",
+            text("[B, Hq, N, d] with N <= ", 65535 * span_rows, " (the grid's second dimension)"),
+            rhythm::detail::shape_of{a.q});
+    if constexpr (tensor_core<T>) {
+      int major = 0;
+      check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), "cudaDeviceGetAttribute");
+      expects(major >= 8, errc::bad_parameter, "policy",
+              "a device of compute capability 8.0 or newer for bfloat16 or half q and k (tensor cores)",
+              text("compute capability ", major, ".x"));
+    }
+  }
   workspace_carver carve = carver_of(p);
   const layout ws = plan(carve, B, Hq, N);
   reset_slot(ws.slot, p.stream);
@@ -556,7 +571,6 @@ void run(const exec::cuda& p, const qk_signal_args<T, device_space>& a) {
     lp.dpad = tensor_core<T> ? static_cast<int>((d + 15) / 16 * 16) : static_cast<int>(d);
     const std::int64_t blocks_x = B * Hkv * lp.chunks;
     const std::int64_t span_rows = block_rows / lp.heads_per_block;
-    expects(blocks_x <= INT_MAX, errc::shape_mismatch, "q", text("B Hq <= ", INT_MAX), rhythm::detail::shape_of{a.q});
     if (smem > 48 * 1024) {
       check_cuda(cudaFuncSetAttribute(pass1_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
                  "cudaFuncSetAttribute");

@@ -17,6 +17,7 @@
 #include "../core/segments.hpp"
 #include "../core/status.hpp"
 #include "../core/token_types.hpp"
+#include "../cpu/selection.hpp"
 #include "runtime.cuh"
 
 namespace rhythm::cuda::detail::token_rows {
@@ -45,23 +46,23 @@ RHYTHM_HOST_DEVICE inline bool finite(float x) {
 }
 
 /// The value of ascending rank `rank` (0-based) among the eligible entries of v[0..n) (eligible ==
-/// nullptr: all). Needs 0 <= rank < the number of eligible entries. Radix select over order_key:
-/// 4 passes, O(n) each, 2 KiB of counters.
+/// nullptr: all). Needs 0 <= rank < the number of eligible entries. Radix select over order_key in
+/// 4-bit digits: 8 passes, O(n) each, 128 bytes of counters (small, so that a kernel's local memory,
+/// which the driver reserves for every resident thread, stays small).
 RHYTHM_HOST_DEVICE inline float select_rank(const float* v, const std::uint8_t* eligible, std::int64_t n,
                                             std::int64_t rank) {
   std::uint32_t prefix = 0, mask = 0;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    std::int64_t count[256];
-    for (int d = 0; d < 256; ++d) count[d] = 0;
+  for (int shift = 28; shift >= 0; shift -= 4) {
+    std::int64_t count[16] = {};
     for (std::int64_t i = 0; i < n; ++i) {
       if (eligible && !eligible[i]) continue;
       const std::uint32_t k = order_key(v[i]);
-      if ((k & mask) == prefix) ++count[(k >> shift) & 0xffu];
+      if ((k & mask) == prefix) ++count[(k >> shift) & 0xfu];
     }
     std::uint32_t d = 0;
     while (rank >= count[d]) rank -= count[d++];
     prefix |= d << shift;
-    mask |= 0xffu << shift;
+    mask |= 0xfu << shift;
   }
   return float_of_key(prefix);
 }
@@ -110,28 +111,8 @@ RHYTHM_HOST_DEVICE inline void jumps_of(const float* w, std::int64_t n, float* d
   if (n > 0) delta[n - 1] = 0.0f;
 }
 
-/// Marks D and intro in flags[0..n) (whose anchor bits are set): an anchor t is dominated when
-/// waad[t] <= tau_waad and the earliest maximal jump u of [t-k, t-1] has delta[u] >= tau_delta;
-/// u is then an intro token. A monotone deque of indices (dq, n entries) keeps that u at its
-/// front: O(n) for any k (the CPU's scan, step for step).
-RHYTHM_HOST_DEVICE inline void mark_dominated(const float* waad, const float* delta, std::int64_t n, std::int64_t k,
-                                              double tau_waad, double tau_delta, std::int64_t* dq,
-                                              std::uint8_t* flags) {
-  std::int64_t head = 0, tail = 0;
-  for (std::int64_t t = 0; t < n; ++t) {
-    if (t >= 1) {
-      while (tail > head && delta[dq[tail - 1]] < delta[t - 1]) --tail;
-      dq[tail++] = t - 1;
-    }
-    while (head < tail && dq[head] < t - k) ++head;
-    if (!(flags[t] & bits(token_flag::anchor)) || head == tail) continue;
-    const std::int64_t u = dq[head];
-    if (double(waad[t]) <= tau_waad && double(delta[u]) >= tau_delta) {
-      flags[t] |= bits(token_flag::dominated);
-      flags[u] |= bits(token_flag::intro);
-    }
-  }
-}
+/// The dominance scan (D and intro bits) is the CPU backend's own host/device function.
+using rhythm::cpu::mark_dominated;
 
 // ---- value checks and their keys ----------------------------------------------------------------
 
@@ -512,7 +493,7 @@ void local_peaks(const exec::cuda& p, const local_peaks_args<T, device_space>& a
 
 /// Top-q per response: values [B, N] (eligible [B, N]) -> selected [B, N], threshold [B].
 /// One thread per sequence, O(n) (about eight passes over the response: the checks, the copy, the
-/// count, four radix passes, the selection).
+/// count, eight radix passes, the selection).
 template <class T>
 void top_q(const exec::cuda& p, const top_q_args<T, device_space>& a) {
   const std::int64_t B = a.values.extent(0), N = a.values.extent(1);
