@@ -1,8 +1,14 @@
-# Compiles SOURCE with COMPILER (-fsyntax-only) and checks the outcome its first line announces:
-# "// expect: success", or "// expect: <text>" for a compile error whose output contains <text>.
+# Compiles SOURCE with COMPILER (-fsyntax-only; a .cu file with nvcc's front end, -cuda) and checks
+# the outcome its first line announces: "// expect: success", or "// expect: <text>" for a compile
+# error whose output contains <text>.
 file(STRINGS ${SOURCE} first LIMIT_COUNT 1)
 string(REGEX REPLACE "^// expect: " "" expected "${first}")
-execute_process(COMMAND ${COMPILER} -std=c++20 -fsyntax-only -I${INCLUDE} ${SOURCE}
+if(SOURCE MATCHES "\\.cu$")
+  set(front_end -cuda -o /dev/null)
+else()
+  set(front_end -fsyntax-only)
+endif()
+execute_process(COMMAND ${COMPILER} -std=c++20 ${front_end} -I${INCLUDE} ${SOURCE}
                 RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(expected STREQUAL "success")
   if(NOT rc EQUAL 0)
