@@ -16,10 +16,6 @@
 //
 //   nvcc -std=c++20 -O3 -gencode arch=compute_90a,code=sm_90a -Iinclude bench/cuda/bench_cuda.cu -o bench_cuda
 //   ./bench_cuda out.json [--parts maps,qk,float,pipeline] [--lengths 4096,8192] [--max-seconds 120]
-//
-// Parts whose headers are not there yet (the CUDA backend is being written) compile to a stub that
-// records "not built"; the macros RHYTHM_BENCH_HAS_BACKEND / RHYTHM_BENCH_HAS_PIPELINE override the
-// detection.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -38,28 +34,7 @@
 #include <rhythm/rhythm.hpp>
 #include <rhythm/cuda/runtime.cuh>
 
-#ifndef RHYTHM_BENCH_HAS_BACKEND
-#if __has_include(<rhythm/cuda/maps_signals.cuh>) && __has_include(<rhythm/cuda/qk_signals.cuh>) && \
-    __has_include(<rhythm/cuda/heads.cuh>) && __has_include(<rhythm/cuda/tokens.cuh>) &&         \
-    __has_include(<rhythm/cuda/credit.cuh>)
-#define RHYTHM_BENCH_HAS_BACKEND 1
-#else
-#define RHYTHM_BENCH_HAS_BACKEND 0
-#endif
-#endif
-#ifndef RHYTHM_BENCH_HAS_PIPELINE
-#if RHYTHM_BENCH_HAS_BACKEND && __has_include(<rhythm/cuda/pipeline.cuh>)
-#define RHYTHM_BENCH_HAS_PIPELINE 1
-#else
-#define RHYTHM_BENCH_HAS_PIPELINE 0
-#endif
-#endif
-
-#if RHYTHM_BENCH_HAS_PIPELINE
 #include <rhythm/cuda.cuh>
-#elif RHYTHM_BENCH_HAS_BACKEND
-#include <rhythm/cuda/backend.cuh>
-#endif
 
 namespace bench_cuda {
 
@@ -429,12 +404,6 @@ inline json guarded(const char* part, const std::function<json()>& body) {
   }
 }
 
-inline json not_built(const char* headers) {
-  json j = json::object();
-  j.set("error", std::string("not built: ") + headers + " missing when bench_cuda.cu was compiled");
-  return j;
-}
-
 struct options {
   std::string json_path = "bench_cuda.json";
   std::set<std::string> parts = {"maps", "qk", "float", "pipeline"};
@@ -539,7 +508,6 @@ json bench_maps_dtype(const char* dtype, int64_t H, int64_t N, const machine& m,
   j.set("read_flat", flat.to_json()).set("read_flat_gbps", flat_gbps);
   j.set("read_share_of_nominal", std::max(rows_gbps, flat_gbps) * 1e9 / m.nominal_bandwidth);
 
-#if RHYTHM_BENCH_HAS_BACKEND
   const rhythm::signal_params params{};
   const std::size_t ws = rhythm::cuda::head_signals_from_maps_workspace_size(B, H, N, params);
   cuda_call call(ws, stream);
@@ -560,13 +528,6 @@ json bench_maps_dtype(const char* dtype, int64_t H, int64_t N, const machine& m,
               static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(N),
               static_cast<long long>(N), bytes / 1e9, t.median_ms, gbps, rows_gbps, flat_gbps, gbps / rows_gbps,
               100 * gbps * 1e9 / m.nominal_bandwidth, 100 * std::max(rows_gbps, flat_gbps) * 1e9 / m.nominal_bandwidth);
-#else
-  j.set("rhythm", not_built("rhythm/cuda/{maps_signals,qk_signals,heads,tokens,credit}.cuh"));
-  std::printf("| %s | [%lld, %lld, %lld, %lld] | %.3f | - | - | %.0f | %.0f | - | - | %.1f %% |\n", dtype,
-              static_cast<long long>(B), static_cast<long long>(H), static_cast<long long>(N),
-              static_cast<long long>(N), bytes / 1e9, rows_gbps, flat_gbps,
-              100 * std::max(rows_gbps, flat_gbps) * 1e9 / m.nominal_bandwidth);
-#endif
   return j;
 }
 
@@ -607,7 +568,6 @@ json bench_qk_case(const char* dtype, const qk_case& c, cudaStream_t stream) {
   j.set("segment", "{0, 256, N}").set("H_lo", params.horizon.lo).set("H_hi", horizon_text(c.horizon_hi));
   const double flops = pass1_flops(c, segments_host);
   j.set("pass1_flops", flops);
-#if RHYTHM_BENCH_HAS_BACKEND
   const std::size_t ws = rhythm::cuda::head_signals_from_qk_workspace_size(c.B, c.Hq, c.Hkv, c.N, c.d, params);
   j.set("workspace_bytes", ws);
   device_array<T> q(c.B * c.Hq * c.N * c.d), k(c.B * c.Hkv * c.N * c.d);
@@ -631,10 +591,6 @@ json bench_qk_case(const char* dtype, const qk_case& c, cudaStream_t stream) {
   std::printf("| %s | %lld | %lld | %s | %.3f | %.1f | %.2f |\n", dtype, static_cast<long long>(c.Hkv),
               static_cast<long long>(c.N), horizon_text(c.horizon_hi).c_str(), t.median_ms, tflops,
               static_cast<double>(ws) / (1 << 20));
-#else
-  (void)stream;
-  j.set("ran", false).set("rhythm", not_built("rhythm/cuda/{maps_signals,qk_signals,heads,tokens,credit}.cuh"));
-#endif
   return j;
 }
 
@@ -701,13 +657,11 @@ struct pipeline_problem {
   }
 };
 
-#if RHYTHM_BENCH_HAS_PIPELINE
 /// Workspace of one credit_pipeline::run_from_qk on the pipeline problem (Hq = Hkv = H).
 inline std::size_t pipeline_workspace_bytes(const rhythm::pipeline_params& params) {
   using P = pipeline_problem;
   return rhythm::cuda::credit_pipeline::workspace_size_from_qk({P::B, P::H, P::N}, P::H, P::d, params);
 }
-#endif
 
 inline json bench_pipeline(cudaStream_t stream) {
   using P = pipeline_problem;
@@ -717,7 +671,6 @@ inline json bench_pipeline(cudaStream_t stream) {
               static_cast<long long>(P::d));
   json j = json::object();
   j.set("B", P::B).set("H", P::H).set("N", P::N).set("d", P::d).set("dtype", "bf16").set("shaping", "coupled_rhythm");
-#if RHYTHM_BENCH_HAS_BACKEND
   const P problem;
   device_array<rhythm::bfloat16> q(P::B * P::H * P::N * P::d), k(P::B * P::H * P::N * P::d);
   fill(q, 21, -1.7f, 1.7f);
@@ -745,7 +698,6 @@ inline json bench_pipeline(cudaStream_t stream) {
     return t.to_json().set("workspace_bytes", ws);
   });
   j.set("signals", signals);
-#if RHYTHM_BENCH_HAS_PIPELINE
   timing pipeline_time;
   json whole = guarded("pipeline", [&] {
     device_array<float> rewards(problem.rewards), gamma(P::B * P::N), shaped(P::B * P::N);
@@ -779,15 +731,6 @@ inline json bench_pipeline(cudaStream_t stream) {
     std::printf("| %.3f | %.3f | %.3f | %.1f %% | %.3f | %.3f | %.3f |\n", s_ms, p_ms, p_ms / s_ms,
                 100 * (p_ms - s_ms) / s_ms, s_wall, p_wall, p_wall / s_wall);
   }
-#else
-  static_cast<void>(signals_time);
-  j.set("pipeline", not_built("rhythm/cuda/pipeline.cuh"));
-#endif
-#else
-  (void)stream;
-  j.set("signals", not_built("rhythm/cuda/{maps_signals,qk_signals,heads,tokens,credit}.cuh"));
-  j.set("pipeline", not_built("rhythm/cuda/pipeline.cuh"));
-#endif
   return j;
 }
 
@@ -855,8 +798,6 @@ int main(int argc, char** argv) {
   report.set("timing", "CUDA events, median of 10 after 3 warm-ups (3 after 1 when a call takes > 0.5 s); "
                        "each timed call queued behind a 2 ms spin kernel");
   report.set("built_with", json::object()
-                               .set("backend_headers", RHYTHM_BENCH_HAS_BACKEND == 1)
-                               .set("pipeline_header", RHYTHM_BENCH_HAS_PIPELINE == 1)
                                .set("nvcc", std::to_string(__CUDACC_VER_MAJOR__) + "." +
                                                 std::to_string(__CUDACC_VER_MINOR__) + "." +
                                                 std::to_string(__CUDACC_VER_BUILD__)));

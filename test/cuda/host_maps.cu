@@ -67,14 +67,14 @@ emulated emulate(const rhythm::maps_signal_args<T, rhythm::host_space>& a) {
   emulated out;
   // segments kernel
   for (i64 b = 0; b < B; ++b)
-    if (!segment_fits(a.segments(b), N)) out.slot = std::min<error_key>(out.slot, error_key(b));
+    if (!a.segments(b).fits(N)) out.slot = std::min<error_key>(out.slot, error_key(b));
   // compute kernel
   std::vector<float> span_stage(B * H, -1.0f), fai_stage(B * H * N, -1.0f);
   std::vector<double> waad_acc(B * H * N, -1.0);
   if (H > 0 && N > 0)
     for (i64 item = 0; item < B * H; ++item) {
       const maps_item<T> m = maps_item_of(a, item / H, item % H);
-      if (!segment_fits(m.seg, N)) continue;
+      if (!m.seg.fits(N)) continue;
       const segment& seg = m.seg;
       double* waad = waad_acc.data() + item * N;
       double span[R] = {};

@@ -177,7 +177,7 @@ emulated emulate(const dargs<T>& a) {
   std::vector<float> lse(B * Hq * N), span_term(B * Hq * N);
   for (i64 b = 0; b < B; ++b) {
     const rhythm::segment seg = a.segments(b);
-    if (!qk::segment_ok(seg, N)) continue;
+    if (!seg.fits(N)) continue;
     for (i64 h = 0; h < Hq; ++h) {
       const i64 item = b * Hq + h, kvh = h / G;
       // pass 1
@@ -200,7 +200,7 @@ emulated emulate(const dargs<T>& a) {
         float ls, wd, sp;
         qk::row_finish(st, t - seg.begin, ls, wd, sp);
         lse[item * N + t] = ls, out.waad[item * N + t] = wd, span_term[item * N + t] = sp;
-        if (!qk::finite(ls)) report(qk::row_key(B, N, item, 2, t));
+        if (!rhythm::detail::is_finite_bits(ls)) report(qk::row_key(B, N, item, 2, t));
       }
       // pass 2
       for (i64 s0 = seg.begin; s0 < seg.end; s0 += qk::block_rows) {

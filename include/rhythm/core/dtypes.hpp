@@ -17,6 +17,14 @@ RHYTHM_HOST_DEVICE inline To bits_as(From x) {
   static_assert(sizeof(To) == sizeof(From));
   return __builtin_bit_cast(To, x);
 }
+
+/// |x| by clearing the sign bit (std::fabs's result, on host and device).
+RHYTHM_HOST_DEVICE inline float abs_bits(float x) { return bits_as<float>(bits_as<std::uint32_t>(x) & 0x7fffffffu); }
+
+/// std::isfinite on the bits (host and device alike, and immune to fast-math flags).
+RHYTHM_HOST_DEVICE inline bool is_finite_bits(float x) {
+  return (bits_as<std::uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
+}
 }  // namespace detail
 
 /// bfloat16: the upper 16 bits of an IEEE float32.

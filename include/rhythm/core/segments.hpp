@@ -19,6 +19,10 @@ struct segment {
   std::int64_t end = 0;             ///< one past the last real token
 
   RHYTHM_HOST_DEVICE constexpr std::int64_t response_length() const noexcept { return end - response_begin; }
+  /// 0 <= begin <= response_begin <= end <= length (what every backend checks).
+  RHYTHM_HOST_DEVICE constexpr bool fits(std::int64_t length) const noexcept {
+    return 0 <= begin && begin <= response_begin && response_begin <= end && end <= length;
+  }
   RHYTHM_HOST_DEVICE constexpr bool in_response(std::int64_t t) const noexcept {
     return t >= response_begin && t < end;
   }

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "../core/dtypes.hpp"
 #include "../core/token_types.hpp"
 #include "parallel.hpp"
 
@@ -25,9 +26,9 @@ inline std::vector<token_scratch> make_token_scratch(int threads, std::int64_t B
   return std::vector<token_scratch>(static_cast<std::size_t>(worker_count(threads, B)), token_scratch(N));
 }
 
-/// delta[i] = |w[i] - w[i+1]|, 0 at i = n - 1.
-inline void jumps_of(const float* w, std::int64_t n, float* delta) {
-  for (std::int64_t i = 0; i + 1 < n; ++i) delta[i] = std::fabs(w[i] - w[i + 1]);
+/// delta[i] = |w[i] - w[i+1]|, 0 at i = n - 1. Host and device: the CUDA backend runs it too.
+RHYTHM_HOST_DEVICE inline void jumps_of(const float* w, std::int64_t n, float* delta) {
+  for (std::int64_t i = 0; i + 1 < n; ++i) delta[i] = rhythm::detail::abs_bits(w[i] - w[i + 1]);
   if (n > 0) delta[n - 1] = 0.0f;
 }
 

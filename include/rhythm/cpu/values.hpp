@@ -18,7 +18,7 @@ using segments_view = view<const segment, 1>;
 inline value_error check_segments(const segments_view& segments, std::int64_t length) {
   for (std::int64_t b = 0; b < segments.extent(0); ++b) {
     const segment s = segments(b);
-    if (!(0 <= s.begin && s.begin <= s.response_begin && s.response_begin <= s.end && s.end <= length))
+    if (!s.fits(length))
       return segment_error(b, s.begin, s.response_begin, s.end, length);
   }
   return {};

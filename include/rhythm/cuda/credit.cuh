@@ -33,18 +33,10 @@ RHYTHM_HOST_DEVICE inline double mul_rn(double a, double b) {
 #endif
 }
 
-RHYTHM_HOST_DEVICE inline bool is_finite(float x) {
-  return (rhythm::detail::bits_as<std::uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 inline constexpr int key_phase_shift = 56;
 
 RHYTHM_HOST_DEVICE constexpr error_key make_key(unsigned phase, std::int64_t index) {
   return (error_key(phase) << key_phase_shift) | error_key(index);
-}
-
-RHYTHM_HOST_DEVICE constexpr bool segment_ok(const segment& s, std::int64_t N) {
-  return 0 <= s.begin && s.begin <= s.response_begin && s.response_begin <= s.end && s.end <= N;
 }
 
 /// The value_error of a key: phase 0 is segments[index] against length N; phase p >= 1 is a
@@ -79,7 +71,7 @@ struct key_decoder {
 /// Phase 1: rewards[i] non-finite.
 template <class R, class Space>
 RHYTHM_HOST_DEVICE error_key grpo_check(const advantage_args<R, Space>& a, std::int64_t i) {
-  return is_finite(to_float(a.rewards(i))) ? no_error : make_key(1, i);
+  return is_finite_bits(to_float(a.rewards(i))) ? no_error : make_key(1, i);
 }
 
 template <class Space>
@@ -119,11 +111,11 @@ template <class E, class Space>
 RHYTHM_HOST_DEVICE error_key shaping_check(const shaping_args<E, Space>& a, std::int64_t b) {
   const std::int64_t N = a.flags.extent(1);
   const segment g = a.segments(b);
-  if (!segment_ok(g, N)) return make_key(0, b);
+  if (!g.fits(N)) return make_key(0, b);
   if (a.entropies.data_handle())
     for (std::int64_t t = g.response_begin; t < g.end; ++t)
-      if (!is_finite(to_float(a.entropies(b, t)))) return make_key(1, b * N + t);
-  return is_finite(a.advantages(b)) ? no_error : make_key(2, b);
+      if (!is_finite_bits(to_float(a.entropies(b, t)))) return make_key(1, b * N + t);
+  return is_finite_bits(a.advantages(b)) ? no_error : make_key(2, b);
 }
 
 template <class Space>
@@ -203,7 +195,7 @@ RHYTHM_HOST_DEVICE void shape_response(const shaping_args<E, Space>& a, const sh
 /// that message, so a device rejects a rule that could fail them up front (no built-in can).
 inline void check_device_rule(const shaping_rule& rule, const shaping_options& options, bool with_entropies) {
   const auto check = [&](float g, const char* where) {
-    expects(is_finite(g) && g >= 0.0f, is_finite(g) ? errc::bad_parameter : errc::non_finite, "policy",
+    expects(is_finite_bits(g) && g >= 0.0f, is_finite_bits(g) ? errc::bad_parameter : errc::non_finite, "policy",
             "a shaping policy that writes finite gamma >= 0", text(g, " in its rule's ", where));
     expects(!options.mean_preserving || g > 0.0f, errc::bad_parameter, "policy",
             "gamma with a positive mean for options.mean_preserving (on a device: a rule with gamma > 0)",
@@ -222,8 +214,8 @@ inline void check_device_rule(const shaping_rule& rule, const shaping_options& o
 /// Phase 0: segments[b]; 1: advantages[b] (the per-sequence checks).
 template <class Space>
 RHYTHM_HOST_DEVICE error_key shaped_sequence_check(const shaped_advantage_args<Space>& a, std::int64_t b) {
-  if (!segment_ok(a.segments(b), a.gamma.extent(1))) return make_key(0, b);
-  return is_finite(a.advantages(b)) ? no_error : make_key(1, b);
+  if (!a.segments(b).fits(a.gamma.extent(1))) return make_key(0, b);
+  return is_finite_bits(a.advantages(b)) ? no_error : make_key(1, b);
 }
 
 /// Phase 2: gamma at (b, t), t in R_b (segments[b] must be valid to blame it; else phase 0 wins).
@@ -232,7 +224,7 @@ RHYTHM_HOST_DEVICE error_key shaped_token_check(const shaped_advantage_args<Spac
                                                 std::int64_t t) {
   const std::int64_t N = a.gamma.extent(1);
   const segment g = a.segments(b);
-  return segment_ok(g, N) && g.in_response(t) && !is_finite(a.gamma(b, t)) ? make_key(2, b * N + t) : no_error;
+  return g.fits(N) && g.in_response(t) && !is_finite_bits(a.gamma(b, t)) ? make_key(2, b * N + t) : no_error;
 }
 
 template <class Space>
@@ -271,7 +263,7 @@ RHYTHM_HOST_DEVICE inline int lowest_bit_exponent(float x) {
 /// Phase 0: segments[b] (credit_output checks nothing else).
 template <class Space>
 RHYTHM_HOST_DEVICE error_key output_check(const credit_output_args<Space>& a, std::int64_t b) {
-  return segment_ok(a.segments(b), a.gamma.extent(1)) ? no_error : make_key(0, b);
+  return a.segments(b).fits(a.gamma.extent(1)) ? no_error : make_key(0, b);
 }
 
 template <class Space>
@@ -290,8 +282,8 @@ RHYTHM_HOST_DEVICE output_partial output_partial_of(const credit_output_args<Spa
     p.sum += y;
     p.amplified += y > 1.0f;
     p.abs_sum += y < 0.0f ? -y : y;
-    p.finite = p.finite && is_finite(y);
-    if (y != 0.0f && is_finite(y)) {
+    p.finite = p.finite && is_finite_bits(y);
+    if (y != 0.0f && is_finite_bits(y)) {
       const int e = lowest_bit_exponent(y);
       p.lowest_bit = e < p.lowest_bit ? e : p.lowest_bit;
     }

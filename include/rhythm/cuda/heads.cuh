@@ -42,10 +42,6 @@ struct group_mean_layout {
 };
 inline group_mean_layout plan_group_mean(workspace_carver& c) { return {c.take<error_key>(1)}; }
 
-RHYTHM_HOST_DEVICE inline bool finite(float x) {
-  return (rhythm::detail::bits_as<std::uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 /// Role bits of head h among H heads with spans span[j · stride]: local if among the c lowest,
 /// global if among the c highest, the lower index first among equals (the CPU's stable sorts).
 template <class T>
@@ -86,7 +82,7 @@ RHYTHM_HOST_DEVICE error_key head_groups_item(const head_group_args<S>& a, const
                                               std::int64_t i) {
   const std::int64_t H = a.spans.extent(1), b = i / H, h = i % H;
   w.roles[i] = role_of(&a.spans(b, 0), a.spans.stride(1), H, h, a.group_size);
-  return finite(a.spans(b, h)) ? no_error : static_cast<error_key>(i);
+  return is_finite_bits(a.spans(b, h)) ? no_error : static_cast<error_key>(i);
 }
 
 /// pooled_head_groups, item h of H: sums spans(., h) over b in double; returns the key of its
@@ -99,7 +95,7 @@ RHYTHM_HOST_DEVICE error_key pooled_sum_item(const pooled_head_group_args<S>& a,
   double sum = 0.0;
   for (std::int64_t b = 0; b < B; ++b) {
     const float x = a.spans(b, h);
-    if (!finite(x) && key == no_error) key = static_cast<error_key>(b * H + h);
+    if (!is_finite_bits(x) && key == no_error) key = static_cast<error_key>(b * H + h);
     sum += x;
   }
   w.sums[h] = sum;

@@ -79,10 +79,6 @@ struct maps_item {
   float window, band_lo, band_hi;  // W, H_lo, H_hi clipped to [0, N + 1]: exact floats for N < 2^24
 };
 
-RHYTHM_HOST_DEVICE inline bool segment_fits(const segment& s, std::int64_t N) {
-  return 0 <= s.begin && s.begin <= s.response_begin && s.response_begin <= s.end && s.end <= N;
-}
-
 RHYTHM_HOST_DEVICE inline float clipped(std::int64_t x, std::int64_t N) { return static_cast<float>(x < N + 1 ? x : N + 1); }
 
 template <class T, class Space>
@@ -230,7 +226,7 @@ __global__ void __launch_bounds__(maps_threads) maps_signals_segments_kernel(map
                                                                              maps_signal_layout w) {
   const std::int64_t N = a.maps.extent(2);
   for (std::int64_t b = thread_index(); b < a.segments.extent(0); b += thread_count())
-    if (!segment_fits(a.segments(b), N)) report(w.slot, static_cast<error_key>(b));
+    if (!a.segments(b).fits(N)) report(w.slot, static_cast<error_key>(b));
 }
 
 /// One block per (sequence, head) item; writes span, the WAAD accumulators and FAI of the workspace.
@@ -248,7 +244,7 @@ __global__ void __launch_bounds__(maps_threads) maps_signals_kernel(maps_signal_
   int buffer = 0;
   for (std::int64_t item = blockIdx.x; item < B * H; item += gridDim.x) {
     const maps_item<T> m = maps_item_of(a, item / H, item % H);
-    if (!segment_fits(m.seg, N)) continue;  // the segments kernel reports it
+    if (!m.seg.fits(N)) continue;  // the segments kernel reports it
     const segment& seg = m.seg;
     double* waad = w.waad + item * N;
     double span = 0;  // this thread's row slot (tid < R), over all tiles

@@ -97,7 +97,7 @@ class credit_pipeline : public rhythm::detail::pipeline_entry_points<credit_pipe
         shaping_factors_workspace_size(B, N),
         credit_output_workspace_size(B, N),
     });
-    return (c.used() + workspace_alignment - 1) / workspace_alignment * workspace_alignment + stages;
+    return detail::align_up(c.used()) + stages;
   }
 
   std::array<std::int64_t, 3> extents3() const { return {shape_.batch, shape_.heads, shape_.length}; }

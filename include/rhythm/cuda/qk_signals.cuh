@@ -60,14 +60,6 @@ RHYTHM_HOST_DEVICE inline float exp2_ftz(float x) {
 
 RHYTHM_HOST_DEVICE inline float minus_infinity() { return rhythm::detail::bits_as<float>(0xff800000u); }
 
-RHYTHM_HOST_DEVICE inline bool finite(float x) {
-  return (rhythm::detail::bits_as<std::uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
-RHYTHM_HOST_DEVICE inline bool segment_ok(const segment& s, std::int64_t N) {
-  return 0 <= s.begin && s.begin <= s.response_begin && s.response_begin <= s.end && s.end <= N;
-}
-
 /// Key j in [0, 64) of the i-th of the 16 scores a lane holds per row (the C fragments of eight
 /// 16x8 tiles: i = 2 n + e is column 8 n + 2 (lane % 4) + e); the same in both passes.
 RHYTHM_HOST_DEVICE inline int lane_column(int quad_lane, int i) { return 8 * (i / 2) + 2 * quad_lane + i % 2; }
@@ -185,21 +177,21 @@ RHYTHM_HOST_DEVICE inline bool check_unit(const qk_signal_args<T, device_space>&
   if (u < B) {
     const segment s = a.segments(u);
     key = static_cast<error_key>(u);
-    return lane == 0 && !segment_ok(s, N);
+    return lane == 0 && !s.fits(N);
   }
   u -= B;
   const bool is_q = u < B * Hq * N;
   if (!is_q) u -= B * Hq * N;
   const std::int64_t heads = is_q ? Hq : Hkv, t = u % N, head = u / N % heads, b = u / N / heads;
   const segment s = a.segments(b);
-  if (!segment_ok(s, N) || s.end == s.response_begin) return false;
+  if (!s.fits(N) || s.end == s.response_begin) return false;
   if (t < (is_q ? s.response_begin : s.begin) || t >= s.end) return false;
   const std::int64_t item = b * Hq + (is_q ? head : head * (Hq / Hkv));  // k: the first query head reading it
   key = row_key(B, N, item, is_q ? 0 : 1, t);
   const auto& x = is_q ? a.q : a.k;
   const T* row = x.data_handle() + b * x.stride(0) + head * x.stride(1) + t * x.stride(2);
   bool ok = true;
-  for (std::int64_t c = lane; c < d; c += lanes) ok &= finite(to_float(row[c * x.stride(3)]));
+  for (std::int64_t c = lane; c < d; c += lanes) ok &= is_finite_bits(to_float(row[c * x.stride(3)]));
   return !ok;
 }
 
@@ -346,7 +338,7 @@ __global__ void __launch_bounds__(threads) pass1_kernel(const qk_signal_args<T, 
   const std::int64_t G = Hq / Hkv, chunk = blockIdx.x % lp.chunks, kvh = blockIdx.x / lp.chunks % Hkv,
                      b = blockIdx.x / lp.chunks / Hkv;
   const segment seg = a.segments(b);
-  if (!segment_ok(seg, N)) return;
+  if (!seg.fits(N)) return;
   const int span_rows = block_rows / lp.heads_per_block;  // query positions per block
   const std::int64_t t0 = seg.response_begin + std::int64_t(gridDim.y - 1 - blockIdx.y) * span_rows;
   if (t0 >= seg.end) return;
@@ -397,7 +389,7 @@ __global__ void __launch_bounds__(threads) pass1_kernel(const qk_signal_args<T, 
     float lse, waad, span_term;
     row_finish(st[r], t - seg.begin, lse, waad, span_term);
     ws.lse[at] = lse, ws.waad[at] = waad, ws.span_term[at] = span_term;
-    if (!finite(lse)) report(ws.slot, row_key(B, N, item, 2, t));
+    if (!is_finite_bits(lse)) report(ws.slot, row_key(B, N, item, 2, t));
   }
 }
 
@@ -414,7 +406,7 @@ __global__ void __launch_bounds__(threads) pass2_kernel(const qk_signal_args<T, 
   const std::int64_t G = Hq / Hkv, chunk = blockIdx.x % lp.chunks, kvh = blockIdx.x / lp.chunks % Hkv,
                      b = blockIdx.x / lp.chunks / Hkv;
   const segment seg = a.segments(b);
-  if (!segment_ok(seg, N)) return;
+  if (!seg.fits(N)) return;
   const std::int64_t s0 = seg.begin + std::int64_t(blockIdx.y) * block_rows;
   const std::int64_t t_first = s0 + lp.lo > seg.response_begin ? s0 + lp.lo : seg.response_begin;
   const std::int64_t t_last = s0 + block_rows - 1 + lp.hi < seg.end - 1 ? s0 + block_rows - 1 + lp.hi : seg.end - 1;
@@ -534,9 +526,21 @@ void run(const exec::cuda& p, const qk_signal_args<T, device_space>& a) {
           text("a head dimension d whose tiles fit the device's ", smem_max, " bytes of shared memory per block (",
                smem, " needed)"),
           rhythm::detail::shape_of{a.q});
-  if (B > 0 && Hq > 0 && N > 0) {  // the launch limits, before anything is queued
-    const std::int64_t per_block = heads_per_block(Hq / Hkv), span_rows = block_rows / per_block;
-    const std::int64_t blocks_x = B * Hkv * ((Hq / Hkv + per_block - 1) / per_block);
+  // The passes' launch shape and limits, before anything is queued.
+  const bool passes = Hq > 0 && N > 0;
+  launch_params lp{};
+  dim3 grid1, grid2;
+  if (passes) {
+    const std::int64_t G = Hq / Hkv;
+    lp.scale = score_scale(a.params, d);
+    lp.window = static_cast<float>(a.params.window);
+    lp.lo = static_cast<int>(a.params.horizon.lo < N + 1 ? a.params.horizon.lo : N + 1);
+    lp.hi = static_cast<int>(a.params.horizon.hi < N ? a.params.horizon.hi : N);
+    lp.heads_per_block = heads_per_block(G);
+    lp.chunks = static_cast<int>((G + lp.heads_per_block - 1) / lp.heads_per_block);
+    lp.pitch = row_pitch<T>(d);
+    lp.dpad = tensor_core<T> ? static_cast<int>((d + 15) / 16 * 16) : static_cast<int>(d);
+    const std::int64_t blocks_x = B * Hkv * lp.chunks, span_rows = block_rows / lp.heads_per_block;
     expects(blocks_x <= INT_MAX, errc::shape_mismatch, "q", text("B Hq <= ", INT_MAX), rhythm::detail::shape_of{a.q});
     expects((N + span_rows - 1) / span_rows <= 65535, errc::shape_mismatch, "q",
             text("[B, Hq, N, d] with N <= ", 65535 * span_rows, " (the grid's second dimension)"),
@@ -548,6 +552,8 @@ void run(const exec::cuda& p, const qk_signal_args<T, device_space>& a) {
               "a device of compute capability 8.0 or newer for bfloat16 or half q and k (tensor cores)",
               text("compute capability ", major, ".x"));
     }
+    grid1 = dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>((N + span_rows - 1) / span_rows));
+    grid2 = dim3(static_cast<unsigned>(blocks_x), static_cast<unsigned>((N + block_rows - 1) / block_rows));
   }
   workspace_carver carve = carver_of(p);
   const layout ws = plan(carve, B, Hq, N);
@@ -558,35 +564,19 @@ void run(const exec::cuda& p, const qk_signal_args<T, device_space>& a) {
   check_kernel<T><<<blocks_for(units * 32, 256), 256, 0, p.stream>>>(a, units, ws.slot);
   check_launch("rhythm::cuda head_signals_from_qk check_kernel");
 
-  if (Hq > 0 && N > 0) {
-    const std::int64_t G = Hq / Hkv;
-    launch_params lp{};
-    lp.scale = score_scale(a.params, d);
-    lp.window = static_cast<float>(a.params.window);
-    lp.lo = static_cast<int>(a.params.horizon.lo < N + 1 ? a.params.horizon.lo : N + 1);
-    lp.hi = static_cast<int>(a.params.horizon.hi < N ? a.params.horizon.hi : N);
-    lp.heads_per_block = heads_per_block(G);
-    lp.chunks = static_cast<int>((G + lp.heads_per_block - 1) / lp.heads_per_block);
-    lp.pitch = row_pitch<T>(d);
-    lp.dpad = tensor_core<T> ? static_cast<int>((d + 15) / 16 * 16) : static_cast<int>(d);
-    const std::int64_t blocks_x = B * Hkv * lp.chunks;
-    const std::int64_t span_rows = block_rows / lp.heads_per_block;
+  if (passes) {
     if (smem > 48 * 1024) {
       check_cuda(cudaFuncSetAttribute(pass1_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
                  "cudaFuncSetAttribute");
       check_cuda(cudaFuncSetAttribute(pass2_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)),
                  "cudaFuncSetAttribute");
     }
-    const dim3 grid1(static_cast<unsigned>(blocks_x), static_cast<unsigned>((N + span_rows - 1) / span_rows));
     pass1_kernel<T><<<grid1, threads, smem, p.stream>>>(a, lp, ws);
     check_launch("rhythm::cuda head_signals_from_qk pass1_kernel");
-    const dim3 grid2(static_cast<unsigned>(blocks_x), static_cast<unsigned>((N + block_rows - 1) / block_rows));
     pass2_kernel<T><<<grid2, threads, smem, p.stream>>>(a, lp, ws);
     check_launch("rhythm::cuda head_signals_from_qk pass2_kernel");
   }
-  const std::int64_t items = B * Hq;
-  commit_kernel<T><<<static_cast<unsigned>(items < 1 ? 1 : (items > 65535 ? 65535 : items)), commit_threads, 0,
-                     p.stream>>>(a, ws, p.status);
+  commit_kernel<T><<<blocks_for(B * Hq, 1), commit_threads, 0, p.stream>>>(a, ws, p.status);
   check_launch("rhythm::cuda head_signals_from_qk commit_kernel");
 }
 #endif

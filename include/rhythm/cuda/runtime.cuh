@@ -26,6 +26,7 @@
 #include <string>
 
 #include "../core/checks.hpp"
+#include "../core/dtypes.hpp"
 #include "../core/execution.hpp"
 #include "../core/status.hpp"
 #include "../core/tensor.hpp"
@@ -60,6 +61,7 @@ inline constexpr std::size_t workspace_alignment = 256;
 namespace detail {
 
 using rhythm::detail::expects;
+using rhythm::detail::is_finite_bits;
 using rhythm::detail::text;
 
 /// Throws a rhythm::error-like std::runtime_error for a failed CUDA runtime call.
@@ -67,6 +69,11 @@ inline void check_cuda(cudaError_t e, const char* what) {
   if (e != cudaSuccess)
     throw std::runtime_error(std::string("rhythm: CUDA error in ") + what + ": " + cudaGetErrorName(e) + ": " +
                              cudaGetErrorString(e));
+}
+
+/// `bytes` rounded up to the workspace alignment.
+constexpr std::size_t align_up(std::size_t bytes) {
+  return (bytes + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
 }
 
 /// Hands out aligned pieces of a workspace in order. With a null base it only measures, so one
@@ -77,12 +84,12 @@ class workspace_carver {
 
   template <class T>
   T* take(std::int64_t count) {
-    used_ = (used_ + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
+    used_ = align_up(used_);
     T* p = base_ ? reinterpret_cast<T*>(base_ + used_) : nullptr;
     used_ += static_cast<std::size_t>(count > 0 ? count : 0) * sizeof(T);
     return p;
   }
-  /// The rest of the workspace, from the next aligned offset (for an operation called by another).
+  /// Bytes handed out so far (the workspace size when measuring).
   std::size_t used() const { return used_; }
 
  private:
@@ -109,7 +116,7 @@ inline workspace_carver carver_of(const exec::cuda& p) { return workspace_carver
 
 /// The policy for a nested operation: the same stream and status, the workspace after `used` bytes.
 inline exec::cuda after(const exec::cuda& p, std::size_t used) {
-  used = (used + workspace_alignment - 1) / workspace_alignment * workspace_alignment;
+  used = align_up(used);
   const std::int64_t rest = p.workspace.extent(0) - static_cast<std::int64_t>(used);
   return {p.stream, view<std::byte, 1, device_space>(p.workspace.data_handle() + used, {rest > 0 ? rest : 0}),
           p.status};

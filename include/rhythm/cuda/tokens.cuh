@@ -41,10 +41,6 @@ RHYTHM_HOST_DEVICE inline float quiet_nan() { return rhythm::detail::bits_as<flo
 /// A double rounded to float, NaN as quiet_nan() (the bits the CPU's conversion gives).
 RHYTHM_HOST_DEVICE inline float float_of(double x) { return x == x ? static_cast<float>(x) : quiet_nan(); }
 
-RHYTHM_HOST_DEVICE inline bool finite(float x) {
-  return (rhythm::detail::bits_as<std::uint32_t>(x) & 0x7f800000u) != 0x7f800000u;
-}
-
 /// The value of ascending rank `rank` (0-based) among the eligible entries of v[0..n) (eligible ==
 /// nullptr: all). Needs 0 <= rank < the number of eligible entries. Radix select over order_key in
 /// 4-bit digits: 8 passes, O(n) each, 128 bytes of counters (small, so that a kernel's local memory,
@@ -102,26 +98,14 @@ RHYTHM_HOST_DEVICE inline double median_of(const float* v, std::int64_t n) {
   return 0.5 * (double(lower) + double(upper));
 }
 
-/// delta[i] = |w[i] - w[i+1]|, 0 at i = n - 1.
-RHYTHM_HOST_DEVICE inline float abs_of(float x) {
-  return rhythm::detail::bits_as<float>(rhythm::detail::bits_as<std::uint32_t>(x) & 0x7fffffffu);
-}
-RHYTHM_HOST_DEVICE inline void jumps_of(const float* w, std::int64_t n, float* delta) {
-  for (std::int64_t i = 0; i + 1 < n; ++i) delta[i] = abs_of(w[i] - w[i + 1]);
-  if (n > 0) delta[n - 1] = 0.0f;
-}
-
-/// The dominance scan (D and intro bits) is the CPU backend's own host/device function.
+/// The jumps and the dominance scan (D and intro bits) are the CPU backend's own host/device functions.
+using rhythm::cpu::jumps_of;
 using rhythm::cpu::mark_dominated;
 
 // ---- value checks and their keys ----------------------------------------------------------------
 
 RHYTHM_HOST_DEVICE inline error_key key_of(unsigned phase, std::int64_t index) {
   return (static_cast<error_key>(phase) << 60) | static_cast<error_key>(index);
-}
-
-RHYTHM_HOST_DEVICE inline bool valid_segment(const segment& s, std::int64_t N) {
-  return 0 <= s.begin && s.begin <= s.response_begin && s.response_begin <= s.end && s.end <= N;
 }
 
 /// Rebuilds the CPU's value error from a key: phase 0 the segment error, phase p >= 1 NaN or Inf
@@ -150,8 +134,8 @@ RHYTHM_HOST_DEVICE error_key check_response_item(const view<const T, 2, S>& v, c
                                                  std::int64_t i) {
   const std::int64_t N = v.extent(1), row = N > 0 ? N : 1, b = i / row, t = i % row;
   const segment s = segments(b);
-  if (!valid_segment(s, N)) return t == 0 ? key_of(0, b) : no_error;
-  return s.in_response(t) && !finite(to_float(v(b, t))) ? key_of(1, b * N + t) : no_error;
+  if (!s.fits(N)) return t == 0 ? key_of(0, b) : no_error;
+  return s.in_response(t) && !is_finite_bits(to_float(v(b, t))) ? key_of(1, b * N + t) : no_error;
 }
 
 // ---- per-operation staging ----------------------------------------------------------------------
@@ -215,7 +199,7 @@ RHYTHM_HOST_DEVICE void waad_jumps_item(const waad_jumps_args<T, S>& a, std::int
   const std::int64_t N = a.waad.extent(1), b = i / N, t = i % N;
   const segment s = a.segments(b);
   float d = 0.0f;
-  if (t >= s.response_begin && t + 1 < s.end) d = abs_of(to_float(a.waad(b, t)) - to_float(a.waad(b, t + 1)));
+  if (t >= s.response_begin && t + 1 < s.end) d = rhythm::detail::abs_bits(to_float(a.waad(b, t)) - to_float(a.waad(b, t + 1)));
   a.delta(b, t) = d;
 }
 
@@ -241,7 +225,7 @@ RHYTHM_HOST_DEVICE error_key top_q_sequence(const top_q_args<T, S>& a, const top
   const std::int64_t N = a.values.extent(1);
   const bool masked = a.eligible.data_handle() != nullptr;
   const segment s = a.segments(b);
-  if (!valid_segment(s, N)) return key_of(0, b);
+  if (!s.fits(N)) return key_of(0, b);
   const std::int64_t n = s.response_length();
   float* v = w.values + b * N;
   std::uint8_t *m = w.eligible + b * N, *sel = w.selected + b * N;
@@ -249,7 +233,7 @@ RHYTHM_HOST_DEVICE error_key top_q_sequence(const top_q_args<T, S>& a, const top
     const std::int64_t t = s.response_begin + i;
     m[i] = !masked || a.eligible(b, t) != 0;
     v[i] = m[i] ? to_float(a.values(b, t)) : 0.0f;
-    if (!finite(v[i])) return key_of(1, b * N + t);
+    if (!is_finite_bits(v[i])) return key_of(1, b * N + t);
   }
   const float threshold = top_q_threshold(v, m, n, a.params);
   for (std::int64_t i = 0; i < n; ++i) sel[i] = m[i] && selected_by(v[i], threshold, a.params.bottom);
@@ -289,17 +273,17 @@ RHYTHM_HOST_DEVICE error_key token_sets_sequence(const token_sets_args<W, F, S>&
                                                  std::int64_t b) {
   const std::int64_t N = a.waad.extent(1);
   const segment s = a.segments(b);
-  if (!valid_segment(s, N)) return key_of(0, b);
+  if (!s.fits(N)) return key_of(0, b);
   const std::int64_t n = s.response_length(), rb = s.response_begin;
   const row_scratch r = w.row(b, N);
   for (std::int64_t i = 0; i < n; ++i) {
     r.a[i] = to_float(a.waad(b, rb + i));
-    if (!finite(r.a[i])) return key_of(1, b * N + rb + i);
+    if (!is_finite_bits(r.a[i])) return key_of(1, b * N + rb + i);
   }
   for (std::int64_t i = 0; i < n; ++i) {
     r.m[i] = fai_eligible(rb + i, rb, s.end, a.params.horizon);
     r.f[i] = r.m[i] ? to_float(a.fai(b, rb + i)) : 0.0f;
-    if (!finite(r.f[i])) return key_of(2, b * N + rb + i);
+    if (!is_finite_bits(r.f[i])) return key_of(2, b * N + rb + i);
   }
   const row_thresholds th = token_sets_row(n, a.params, r);
   float* out = w.thresholds + b * token_threshold::count;

@@ -156,14 +156,14 @@ head_signal_tensors head_signals(std::int64_t B, std::int64_t H, std::int64_t N,
   return out;
 }
 
-/// Token entropies on the host as float32 (float32, bfloat16 or float16 accepted: the conversion
-/// is exact); undefined stays undefined.
+/// Token entropies must be float32, bfloat16 or float16.
 inline void check_entropies_dtype(const ::at::Tensor& entropies) {
   const auto type = entropies.scalar_type();
   TORCH_CHECK(type == ::at::kFloat || type == ::at::kBFloat16 || type == ::at::kHalf,
               "rhythm::torch: argument 'entropies': expected dtype float32, bfloat16 or float16, got dtype ",
               ::c10::toString(type));
 }
+/// Token entropies on the host as float32 (the conversion is exact); undefined stays undefined.
 inline ::at::Tensor entropies_as_float(const ::at::Tensor& entropies) {
   if (!entropies.defined()) return entropies;
   check_entropies_dtype(entropies);
