@@ -57,6 +57,16 @@ struct pipeline_shape {
 
 namespace detail {
 
+/// Every field of `params` in its domain (errc::bad_parameter naming the field, e.g. 'params.signals.window').
+inline void check_pipeline_params(const pipeline_params& params) {
+  check_signal_params(params.signals, "params.signals");
+  check_head_group_params(params.groups, "params.groups.fraction");
+  check_top_q_params(params.selection, "params.selection");
+  check_dominance_params(params.dominance, "params.dominance");
+  check_advantage_params(params.advantages, "params.advantages.epsilon");
+  check_shaping_options(params.shaping, "params.shaping");
+}
+
 template <strided_tensor X>
 pipeline_shape pipeline_shape_of(const X& x) {
   return {x.extent(0), x.extent(1), x.extent(2)};
@@ -99,12 +109,7 @@ void check_pipeline_run(const pipeline_shape& s, const Segments& segments, const
   static_assert(std::is_same_v<element_of<Gamma>, float> && std::is_same_v<element_of<Shaped>, float>,
                 "rhythm: gamma and shaped must be writable views of float");
   const std::int64_t B = s.batch, N = s.length;
-  check_signal_params(params.signals, "params.signals");
-  check_head_group_params(params.groups, "params.groups.fraction");
-  check_top_q_params(params.selection, "params.selection");
-  check_dominance_params(params.dominance, "params.dominance");
-  check_advantage_params(params.advantages, "params.advantages.epsilon");
-  check_shaping_options(params.shaping, "params.shaping");
+  check_pipeline_params(params);
   if constexpr (rule_shaping_policy<Shaping>) {
     if (shaping.rule().needs_entropies() && !entropies) fail_missing_entropies();
   } else {
