@@ -144,6 +144,30 @@ TYPED_TEST(Pipeline, UniformGivesPlainGrpoAndBuffersAreReused) {
   EXPECT_NEAR(pipe.advantages()(0), (1.0 - 2.0 / 3.0) / (std::sqrt(1.0 / 3.0) + 1e-6), 1e-6);
 }
 
+// Sequences of length 0: nothing to shape and no error (empty buffers have stride 0 somewhere).
+TYPED_TEST(Pipeline, LengthZeroFindsNothing) {
+  const auto P = make_policy<TypeParam>();
+  const i64 B = 3, H = 4, Hkv = 2, d = 16;
+  const std::vector<float> q, k, maps, rewards{1, 0, 1};
+  const std::vector<std::int64_t> ids{0, 0, 0};
+  const std::vector<rhythm::segment> segs(B, rhythm::segment{0, 0, 0});
+  std::vector<float> gamma, shaped;
+  rhythm::credit_pipeline pipe;
+  const auto from_qk = pipe.run_from_qk(P, rhythm::make_view(q, B, H, 0, d), rhythm::make_view(k, B, Hkv, 0, d),
+                                        rhythm::make_view(segs), rhythm::make_view(rewards), rhythm::make_view(ids),
+                                        rhythm::shaping::coupled_rhythm{}, rhythm::make_view(gamma, B, 0),
+                                        rhythm::make_view(shaped, B, 0));
+  const auto from_maps = pipe.run_from_maps(P, rhythm::make_view(maps, B, H, 0, 0), rhythm::make_view(segs),
+                                            rhythm::make_view(rewards), rhythm::make_view(ids),
+                                            rhythm::shaping::coupled_rhythm{}, rhythm::make_view(gamma, B, 0),
+                                            rhythm::make_view(shaped, B, 0), {.pooled_groups = true});
+  for (const auto& diag : {from_qk, from_maps}) {
+    EXPECT_EQ(diag.response_tokens, 0);
+    EXPECT_EQ(diag.preplan + diag.anchor, 0);
+    EXPECT_EQ(diag.mean_gamma, 1.0);
+  }
+}
+
 TYPED_TEST(Pipeline, PooledGroupsGiveOneRankingForTheBatch) {
   const batch x(4);
   const auto P = make_policy<TypeParam>();

@@ -14,19 +14,22 @@ library's (rhythm._C, built from its headers and LibTorch adapter); this package
     loss = rhythm.ppo_clip_loss(logp_new, logp_old, out.shaped_advantages, mask).loss
 
 Shapes: B sequences, H heads of the chosen layers stacked on the head axis, N positions, d head dim.
-Inputs may be float32, bfloat16 or float16 with any strides (read in place, no copy); outputs are
-float32. CPU tensors run on the CPU backend with `threads` threads (0: torch.get_num_threads());
+q, k and attention maps may be float32, bfloat16 or float16 with any strides and are read in place
+(no copy); masks, 16-bit entropies and Python lists are converted. Outputs are float32. CPU tensors run on the CPU backend with `threads` threads (0: torch.get_num_threads());
 results do not depend on the thread count. CUDA tensors are copied to the host and back (this
 build of the module has no device kernels; see the README).
 
-Errors: every rejected input raises rhythm.Error (a ValueError) whose message names the argument,
-what was expected and what was given, and whose `errc` attribute is the library's error code:
-'shape_mismatch', 'bad_stride', 'bad_segment', 'bad_parameter', 'non_finite', 'aliasing', or
-'bad_tensor' for the adapter's checks of a tensor itself (given, strided, rank, dtype, device).
-Parameter names in messages are the C++ ones (e.g. 'params.signals.window' for `window`).
+Errors: every rejected tensor or value raises rhythm.Error (a ValueError) whose message names the
+argument, what was expected and what was given, and whose `errc` attribute is the library's error
+code: 'shape_mismatch', 'bad_stride', 'bad_segment', 'bad_parameter', 'non_finite', 'aliasing', or
+'bad_tensor' for the checks of a tensor itself (given, strided, with data, rank, dtype, device).
+Where the core checks a parameter, the message names its C++ field (e.g. 'params.signals.window'
+for `window`). An argument of the wrong Python type (a list where a tensor is expected, a float
+where an int is) raises TypeError.
 """
 from __future__ import annotations
 
+import operator
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
@@ -80,18 +83,51 @@ class PPOLoss(NamedTuple):
     tokens: int
 
 
+def _error(errc: str, argument: str, expected: str, given: str) -> Error:
+    """A rhythm.Error in the library's format, for the checks this layer makes itself."""
+    error = Error(f"rhythm: argument '{argument}': expected {expected}, got {given}")
+    error.errc = errc
+    return error
+
+
+def _tensor(name: str, value: object, optional: bool = True) -> Optional[torch.Tensor]:
+    """`value` if it is a tensor (or None where allowed); TypeError naming the argument otherwise."""
+    if isinstance(value, torch.Tensor) or (optional and value is None):
+        return value
+    raise TypeError(f"rhythm: argument '{name}': expected a torch.Tensor, got {type(value).__name__}")
+
+
 def _horizon(horizon: Horizon) -> Tuple[int, Optional[int]]:
+    if not isinstance(horizon, (tuple, list)) or len(horizon) != 2:
+        raise TypeError(f"rhythm: argument 'horizon': expected (H_lo, H_hi) with H_hi None for unbounded, "
+                        f"got {horizon!r}")
     lo, hi = horizon
-    return int(lo), None if hi is None else int(hi)
+    return operator.index(lo), None if hi is None else operator.index(hi)
 
 
 def _segments(segments: SegmentsLike) -> torch.Tensor:
-    return segments if isinstance(segments, torch.Tensor) else torch.tensor(segments, dtype=torch.int64).reshape(-1, 3)
+    if isinstance(segments, torch.Tensor):
+        return segments
+    try:
+        tensor = torch.tensor(segments, dtype=torch.int64)
+    except (TypeError, ValueError, RuntimeError):
+        raise _error("bad_tensor", "segments", "a [B, 3] int64 tensor or a sequence of (begin, response_begin, end)",
+                     repr(segments)[:80]) from None
+    return tensor.reshape(0, 3) if tensor.numel() == 0 else tensor
 
 
 def _stacked(attentions: Union[torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
     # a Hugging Face `outputs.attentions` tuple (one [B, H, N, N] per layer) stacks on the head axis (a copy)
-    return attentions if isinstance(attentions, torch.Tensor) else torch.cat(list(attentions), dim=1)
+    if isinstance(attentions, torch.Tensor):
+        return attentions
+    maps = [_tensor("attentions", m, optional=False) for m in attentions]
+    if not maps:
+        raise _error("bad_tensor", "attentions", "a tensor [B, H, N, N] or a non-empty sequence of them", "[]")
+    return torch.cat(maps, dim=1)
+
+
+def _from_config(config: Dict[str, object]) -> "CreditAssigner":
+    return CreditAssigner(**config)  # type: ignore[arg-type]
 
 
 class CreditAssigner:
@@ -125,7 +161,8 @@ class CreditAssigner:
 
     Every parameter is checked here (rhythm.Error, errc 'bad_parameter').
     Cost on the Q/K path: about one causal attention forward of the chosen layers' response rows
-    (O(B H N^2 d) multiply-adds) plus O(B H N (W + H_hi) d); memory O(B H N) beyond the inputs.
+    (O(B H N^2 d) multiply-adds) plus O(B H N max(W - 1, H_hi) d) for the FAI band (O(B H N^2 d)
+    with H_hi None); memory O(B H N) beyond the inputs.
     """
 
     def __init__(self, window: int = 10, horizon: Horizon = (10, 100), q: float = 0.4,
@@ -158,6 +195,9 @@ class CreditAssigner:
         self._assigner.set_seed(int(value))
         self._config["seed"] = int(value)
 
+    def __reduce__(self):  # copy, deepcopy and pickle rebuild from the parameters
+        return _from_config, (self.config,)
+
     def __repr__(self) -> str:
         return "rhythm.CreditAssigner(" + ", ".join(f"{k}={v!r}" for k, v in self._config.items()) + ")"
 
@@ -180,14 +220,17 @@ class CreditAssigner:
         group_ids       [B] int64: equal ids form a GRPO group (a list is converted)
         entropies       [B, N] float32/bfloat16/float16 token entropies (the `entropy` policy)
         """
+        for name, value in (("q", q), ("k", k), ("response_mask", response_mask), ("attention_mask", attention_mask),
+                            ("entropies", entropies)):
+            _tensor(name, value)
         if attentions is not None:
             attentions = _stacked(attentions)
         if segments is not None:
             segments = _segments(segments)
         if not isinstance(rewards, torch.Tensor):
-            rewards = torch.tensor(rewards, dtype=torch.float32)
+            rewards = torch.as_tensor(rewards, dtype=torch.float32)
         if not isinstance(group_ids, torch.Tensor):
-            group_ids = torch.tensor(group_ids, dtype=torch.int64)
+            group_ids = torch.as_tensor(group_ids, dtype=torch.int64)
         out = self._assigner(q=q, k=k, maps=attentions, response_mask=response_mask, attention_mask=attention_mask,
                              segments=segments, rewards=rewards, group_ids=group_ids, entropies=entropies)
         return CreditResult(out["gamma"], out["shaped_advantages"], out["diagnostics"])
@@ -198,8 +241,10 @@ def head_signals(q: torch.Tensor, k: torch.Tensor, segments: SegmentsLike, windo
                  threads: int = 0) -> HeadSignals:
     """Span, WAAD and FAI of every query head from post-RoPE q [B, Hq, N, d] and k [B, Hkv, N, d]
     (one dtype: float32, bfloat16 or float16; Hq % Hkv == 0) without an N x N map: an online-softmax
-    pass over each response row's keys, then a band of W + H_hi keys. segments: [B, 3] int64 (see
-    segments_from_masks)."""
+    pass over each response row's keys, then a band of max(W - 1, H_hi) keys. segments: [B, 3]
+    int64 (see segments_from_masks)."""
+    _tensor("q", q, optional=False)
+    _tensor("k", k, optional=False)
     return HeadSignals(*_C.head_signals_from_qk(q, k, _segments(segments), window, _horizon(horizon), scale,
                                                 check_finite, threads))
 
@@ -218,20 +263,35 @@ def segments_from_masks(response_mask: torch.Tensor, attention_mask: Optional[to
     (one contiguous run per row) and an optional attention mask (left padding). A row without a
     response gets an empty one after its real tokens. rhythm.Error 'bad_segment' for masks that are
     not one run."""
-    return _C.segments_from_masks(response_mask, attention_mask)
+    return _C.segments_from_masks(_tensor("response_mask", response_mask, optional=False),
+                                  _tensor("attention_mask", attention_mask))
 
 
 def ppo_clip_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, shaped_advantages: torch.Tensor,
-                  response: torch.Tensor, *, epsilon: float = 0.2, epsilon_high: float = 0.2,
-                  aggregation: str = "seq_mean_token_mean") -> PPOLoss:
+                  response_mask: Optional[torch.Tensor] = None, *, segments: Optional[SegmentsLike] = None,
+                  epsilon: float = 0.2, epsilon_high: float = 0.2, aggregation: str = "seq_mean_token_mean") -> PPOLoss:
     """PPO-clip loss -J over response tokens, differentiable in logp_new (torch ops, any device).
 
     rho_t = exp(logp_new_t - logp_old_t); J_t = min(rho_t A_t, clamp(rho_t, 1 - epsilon,
     1 + epsilon_high) A_t). aggregation: 'seq_mean_token_mean' (mean over sequences of their token
     mean) or 'token_mean' (mean over the batch's response tokens). logp_new, logp_old,
-    shaped_advantages: [B, N] floating; response: bool/uint8 mask [B, N] or int64 segments [B, 3].
+    shaped_advantages: [B, N] floating. The response positions: response_mask [B, N] (bool or
+    integer, nonzero = response), or segments [B, 3] (int64 rows begin, response_begin, end).
     Positions outside responses are never read into the loss (they may hold NaN) and get zero
     gradient. logp_old and shaped_advantages are not differentiated."""
+    for name, value in (("logp_new", logp_new), ("logp_old", logp_old), ("shaped_advantages", shaped_advantages)):
+        _tensor(name, value, optional=False)
+    if (response_mask is None) == (segments is None):
+        raise _error("bad_tensor", "response_mask", "either response_mask or segments",
+                     "both" if segments is not None else "neither")
+    if segments is not None:
+        response = _segments(segments)
+    else:
+        response = _tensor("response_mask", response_mask, optional=False)
+        if response.dtype != torch.bool:
+            if response.is_floating_point() or response.is_complex():
+                raise _error("bad_tensor", "response_mask", "a bool or integer mask", f"dtype {response.dtype}")
+            response = response != 0
     loss, clip_fraction, mean_ratio, tokens = _C.ppo_clip_loss(logp_new, logp_old, shaped_advantages, response,
                                                                epsilon, epsilon_high, aggregation)
     return PPOLoss(loss, clip_fraction, mean_ratio, tokens)

@@ -60,6 +60,13 @@ rhythm::fai_horizon horizon_of(const std::pair<std::int64_t, std::optional<std::
   return {h.first, h.second.value_or(rhythm::unbounded_horizon)};
 }
 
+// CPU threads: 0 (torch.get_num_threads()) or more; checked here so that the errc is bad_parameter.
+int threads_of(int threads) {
+  rhythm::detail::expects(threads >= 0, rhythm::errc::bad_parameter, "threads", ">= 0 (0: torch.get_num_threads())",
+                          threads);
+  return threads;
+}
+
 rhythm::signal_params signal_params_of(std::int64_t window, const std::pair<std::int64_t, std::optional<std::int64_t>>& horizon,
                                        double scale, bool check_finite) {
   return {window, horizon_of(horizon), static_cast<float>(scale), check_finite};
@@ -89,8 +96,7 @@ class credit_assigner {
     params.shaping = {parse_enum<rhythm::sign_mode>(sign, "sign", {"both", "positive", "negative"}), floor, mean_preserving};
     rhythm::detail::check_pipeline_params(params);  // the first call's checks, at construction
     p.rule();
-    rhythm::torch::detail::host_policy(threads);  // threads >= 0
-    assigner_.emplace(p, params, threads);
+    assigner_.emplace(p, params, threads_of(threads));
   }
 
   py::dict operator()(const opt_tensor& q, const opt_tensor& k, const opt_tensor& maps, const opt_tensor& response_mask,
@@ -133,7 +139,11 @@ class credit_assigner {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / std::max(repeats, 1);
   }
 
-  void set_seed(std::uint64_t seed) { assigner_->policy.seed = seed; }
+  void set_seed(std::uint64_t seed) {
+    const py::gil_scoped_release no_gil;  // a call may hold the mutex without the GIL
+    const std::lock_guard lock(mutex_);
+    assigner_->policy.seed = seed;
+  }
 
  private:
   std::optional<rhythm::torch::credit_assigner> assigner_;
@@ -147,6 +157,7 @@ py::tuple signals_tuple(const rhythm::torch::head_signal_tensors& s) { return py
 PYBIND11_MODULE(_C, m) {
   m.doc() = "rhythm's C++ core and LibTorch adapter (use the package rhythm, not this module)";
   error_type = PyErr_NewException("rhythm._C.Error", PyExc_ValueError, nullptr);
+  if (!error_type) throw py::error_already_set();
   m.attr("Error") = error_type;
   py::register_local_exception_translator(translate);
   m.attr("version") = std::to_string(RHYTHM_VERSION_MAJOR) + "." + std::to_string(RHYTHM_VERSION_MINOR) + "." +
@@ -176,7 +187,7 @@ PYBIND11_MODULE(_C, m) {
         const rhythm::torch::segments_arg seg(segments);
         const auto params = signal_params_of(window, horizon, scale, check_finite);
         const py::gil_scoped_release no_gil;
-        auto s = rhythm::torch::head_signals_from_qk(q, k, seg, params, threads);
+        auto s = rhythm::torch::head_signals_from_qk(q, k, seg, params, threads_of(threads));
         const py::gil_scoped_acquire gil;
         return signals_tuple(s);
       },
@@ -189,7 +200,7 @@ PYBIND11_MODULE(_C, m) {
         const rhythm::torch::segments_arg seg(segments);
         const auto params = signal_params_of(window, horizon, 0.0, check_finite);
         const py::gil_scoped_release no_gil;
-        auto s = rhythm::torch::head_signals_from_maps(maps, seg, params, threads);
+        auto s = rhythm::torch::head_signals_from_maps(maps, seg, params, threads_of(threads));
         const py::gil_scoped_acquire gil;
         return signals_tuple(s);
       },

@@ -75,6 +75,52 @@ def test_from_maps_segments_and_attention_mask(cpp):
         assert_identical(python, reference, CREDIT_KEYS)
 
 
+def test_left_padded_rows(cpp):
+    batch = make_batch(seed=10, N=80)
+    position, b = torch.arange(80)[None, :], torch.arange(8)[:, None]
+    attention_mask = (position >= 3 * b).to(torch.int64)  # row b: 3b pad tokens on the left
+    response_mask = (position >= 3 * b + 20) & (position < 80 - 2 * b)
+    attention_mask = attention_mask * (position < 80 - 2 * b)  # and right padding after the response
+    batch.update(response_mask=response_mask, attention_mask=attention_mask)
+    python, reference = credit_both(cpp, batch)
+    assert_identical(python, reference, CREDIT_KEYS)
+    segments = rhythm.segments_from_masks(response_mask, attention_mask)
+    assert segments[2].tolist() == [6, 26, 76]
+
+
+def test_length_zero():
+    batch = make_batch(N=0)
+    out = rhythm.CreditAssigner()(**batch)
+    assert out.gamma.shape == (8, 0) and int(out.diagnostics["response_tokens"]) == 0
+    assert float(out.diagnostics["mean_gamma"]) == 1.0
+
+
+def test_seed_copy_and_pickle():
+    import copy
+    import pickle
+    batch = make_batch(seed=11)
+    credit = rhythm.CreditAssigner(policy="random", seed=1)
+    first = credit(**batch).gamma
+    credit.seed = 2
+    assert credit.seed == 2 and not torch.equal(credit(**batch).gamma, first)
+    for clone in (copy.copy(credit), copy.deepcopy(credit), pickle.loads(pickle.dumps(credit))):
+        assert clone.config == credit.config and clone._assigner is not credit._assigner
+        assert torch.equal(clone(**batch).gamma, credit(**batch).gamma)
+
+
+def test_ppo_masks_and_segments_are_one_thing():
+    g = torch.Generator().manual_seed(12)
+    logp_old = -torch.rand(4, 3, generator=g)
+    logp_new = logp_old + 0.1 * torch.randn(4, 3, generator=g)
+    shaped = torch.randn(4, 3, generator=g)
+    mask = torch.tensor([[0, 1, 1]] * 4)  # int64 [B, N] with N = 3: a mask, not segments
+    by_mask = rhythm.ppo_clip_loss(logp_new, logp_old, shaped, mask)
+    by_bool = rhythm.ppo_clip_loss(logp_new, logp_old, shaped, mask.bool())
+    by_segments = rhythm.ppo_clip_loss(logp_new, logp_old, shaped, segments=[(0, 1, 3)] * 4)
+    assert by_mask.tokens == by_bool.tokens == by_segments.tokens == 8
+    assert torch.equal(by_mask.loss, by_bool.loss) and torch.equal(by_mask.loss, by_segments.loss)
+
+
 def test_head_signals(cpp):
     batch = make_batch(seed=7, dtype=torch.bfloat16, layout="permuted")
     segments = rhythm.segments_from_masks(batch["response_mask"])

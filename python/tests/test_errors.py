@@ -29,7 +29,7 @@ BAD_CALLS = {
     "rewards of the wrong size": ("shape_mismatch", "argument 'rewards'", dict(rewards=lambda b: b["rewards"][:-1])),
     "group ids of the wrong dtype": ("bad_tensor", "argument 'group_ids'", dict(group_ids=lambda b: b["group_ids"].int())),
     "k of another dtype": ("bad_tensor", "argument 'k'", dict(k=lambda b: b["k"].half())),
-    "Hq not a multiple of Hkv": ("shape_mismatch", "k", dict(k=lambda b: b["k"][:, :3])),
+    "Hq not a multiple of Hkv": ("shape_mismatch", "argument 'k'", dict(k=lambda b: b["k"][:, :3])),
     "q of rank 3": ("bad_tensor", "argument 'q'", dict(q=lambda b: b["q"][0])),
     "q in float64": ("bad_tensor", "argument 'q'", dict(q=lambda b: b["q"].double(), k=lambda b: b["k"].double())),
     "NaN in q": ("non_finite", "argument 'q'", dict(q=lambda b: with_nan(b["q"], (1, 2, 40, 3)))),
@@ -89,10 +89,49 @@ def test_bad_parameter_at_construction(name):
 
 
 def test_threads_and_types():
-    with pytest.raises(rhythm.Error, match="threads"):
-        rhythm.CreditAssigner(threads=-1)
+    assert_raises("bad_parameter", "argument 'threads'", lambda: rhythm.CreditAssigner(threads=-1))
+    batch = make_batch()
+    segments = rhythm.segments_from_masks(batch["response_mask"])
+    assert_raises("bad_parameter", "argument 'threads'",
+                  lambda: rhythm.head_signals(batch["q"], batch["k"], segments, threads=-2))
     with pytest.raises(TypeError):
         rhythm.CreditAssigner(window="ten")
+    with pytest.raises(TypeError, match="argument 'horizon'"):
+        rhythm.CreditAssigner(horizon=10)
+    with pytest.raises(TypeError):
+        rhythm.CreditAssigner(horizon=(10.5, 100))
+    with pytest.raises(TypeError, match="argument 'q': expected a torch.Tensor, got list"):
+        rhythm.CreditAssigner()(q=[1, 2], k=batch["k"], response_mask=batch["response_mask"],
+                                rewards=batch["rewards"], group_ids=batch["group_ids"])
+    assert_raises("bad_tensor", "argument 'segments'", lambda: rhythm.head_signals(batch["q"], batch["k"],
+                                                                                   [[0, 1, 2], [3, 4]]))
+    assert_raises("bad_tensor", "argument 'attentions'",
+                  lambda: rhythm.head_signals_from_maps([], [[0, 1, 2]]))
+
+
+class Wrapper(torch.Tensor):
+    """A __torch_dispatch__ subclass that wraps another tensor (as DTensor does): no data of its own."""
+
+    @staticmethod
+    def __new__(cls, inner):
+        return torch.Tensor._make_wrapper_subclass(cls, inner.shape, strides=inner.stride(), dtype=inner.dtype,
+                                                   device=inner.device)
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    @classmethod
+    def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
+        unwrap = lambda x: x.inner if isinstance(x, Wrapper) else x
+        return func(*[unwrap(a) for a in args], **{k: unwrap(v) for k, v in (kwargs or {}).items()})
+
+
+def test_tensors_without_data_are_rejected():
+    batch = make_batch()
+    segments = rhythm.segments_from_masks(batch["response_mask"])
+    assert_raises("bad_tensor", "without storage", lambda: rhythm.head_signals(Wrapper(batch["q"]), batch["k"], segments))
+    assert_raises("bad_tensor", "without storage",
+                  lambda: rhythm.CreditAssigner()(**{**batch, "q": Wrapper(batch["q"])}))
 
 
 def test_signals_and_loss_errors():
@@ -105,6 +144,12 @@ def test_signals_and_loss_errors():
     maps = torch.rand(2, 2, 8, 8)
     assert_raises("bad_segment", "segments", lambda: rhythm.head_signals_from_maps(maps, [(0, 4, 9), (0, 1, 8)]))
     logp = torch.zeros(2, 8, requires_grad=True)
+    assert_raises("bad_tensor", "either response_mask or segments",
+                  lambda: rhythm.ppo_clip_loss(logp, torch.zeros(2, 8), torch.zeros(2, 8)))
+    assert_raises("bad_tensor", "a bool or integer mask",
+                  lambda: rhythm.ppo_clip_loss(logp, torch.zeros(2, 8), torch.zeros(2, 8), torch.ones(2, 8)))
+    assert_raises("bad_segment", "segments",
+                  lambda: rhythm.ppo_clip_loss(logp, torch.zeros(2, 8), torch.zeros(2, 8), segments=[(0, 2, 9)] * 2))
     assert_raises("bad_tensor", "argument 'logp_old'",
                   lambda: rhythm.ppo_clip_loss(logp, torch.zeros(2, 7), torch.zeros(2, 8), torch.ones(2, 8).bool()))
     assert_raises("bad_parameter", "epsilon",

@@ -57,11 +57,113 @@ def test_layers_as_modules_and_position_ids(example):
         model(tokens)
     q, k = model_qk(model, [2])
     assert torch.equal(capture.q, q) and torch.equal(capture.k, k)
-    capture.position_ids = torch.arange(9) + 3  # shifted positions rotate differently
+    capture.position_ids = torch.arange(9) + 3  # shifted positions rotate differently (next forward)
+    with torch.no_grad():
+        model(tokens)
     assert not torch.allclose(capture.q, q)
     capture.remove()
     with pytest.raises(RuntimeError, match="no forward"):
         capture.q
+
+
+class Rotary(torch.nn.Module):
+    """Hugging Face's model-level rotary embedding: cos, sin [B, N, r] in x's dtype, scaled."""
+
+    def __init__(self, rotary_dim, scaling):
+        super().__init__()
+        self.register_buffer("inv_freq", 1.0 / 10000 ** (torch.arange(0, rotary_dim, 2).float() / rotary_dim))
+        self.attention_scaling = scaling
+
+    def forward(self, x, position_ids):
+        angles = position_ids[:, :, None].float() * self.inv_freq
+        angles = torch.cat((angles, angles), dim=-1)
+        return (angles.cos() * self.attention_scaling).to(x.dtype), (angles.sin() * self.attention_scaling).to(x.dtype)
+
+
+class RMSNorm(torch.nn.Module):
+    """Hugging Face's: normalised in float32, back to the input dtype, times a random weight."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(dim))
+
+    def forward(self, x):
+        y = x.float()
+        return self.weight * (y * torch.rsqrt(y.pow(2).mean(-1, keepdim=True) + 1e-6)).to(x.dtype)
+
+
+class QwenLikeAttention(torch.nn.Module):
+    """Per-head q/k norms before a partial rotary embedding given by the model, as Qwen3 and Phi do."""
+
+    def __init__(self, dim=32, heads=4, kv_heads=2, head_dim=8):
+        super().__init__()
+        self.head_dim = head_dim
+        self.q_proj = torch.nn.Linear(dim, heads * head_dim, bias=True)
+        self.k_proj = torch.nn.Linear(dim, kv_heads * head_dim, bias=True)
+        self.q_norm, self.k_norm = RMSNorm(head_dim), RMSNorm(head_dim)
+
+    def forward(self, hidden, cos, sin):
+        B, N, _ = hidden.shape
+        q = self.q_norm(self.q_proj(hidden).view(B, N, -1, self.head_dim)).transpose(1, 2)
+        k = self.k_norm(self.k_proj(hidden).view(B, N, -1, self.head_dim)).transpose(1, 2)
+        cos, sin = cos[:, None], sin[:, None]
+        r = cos.shape[-1]
+        rotate = lambda x: torch.cat((x[..., :r] * cos + rotate_half(x[..., :r]) * sin, x[..., r:]), dim=-1)
+        self.last = (rotate(q), rotate(k))
+        return hidden
+
+
+def rotate_half(x):
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class QwenLike(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList(torch.nn.Module() for _ in range(3))
+        for layer in self.layers:
+            layer.self_attn = QwenLikeAttention()
+        self.rotary_emb = Rotary(rotary_dim=4, scaling=0.7)
+
+    def forward(self, hidden, position_ids):
+        cos, sin = self.rotary_emb(hidden, position_ids)
+        for layer in self.layers:
+            hidden = layer.self_attn(hidden, cos, sin)
+        return hidden
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_norms_partial_rotary_scaling_positions_and_autocast(autocast):
+    torch.manual_seed(3)
+    model = QwenLike()
+    hidden = torch.randn(2, 11, 32)
+    position_ids = torch.stack([torch.arange(11), torch.arange(11) + 5])  # [B, N]: a left-padded row
+    context = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else torch.no_grad()
+    with context, rhythm.qk_hook(model, [0, 2], position_ids=position_ids) as capture:
+        model(hidden, position_ids)
+    q = torch.cat([model.layers[i].self_attn.last[0] for i in (0, 2)], dim=1)
+    k = torch.cat([model.layers[i].self_attn.last[1] for i in (0, 2)], dim=1)
+    assert capture.q.shape == (2, 8, 11, 8) and capture.k.shape == (2, 4, 11, 8)
+    assert capture.q.dtype == q.dtype and not capture.q.requires_grad
+    assert torch.equal(capture.q, q.detach()) and torch.equal(capture.k, k.detach())
+
+
+def test_ambiguous_models_are_rejected():
+    model = QwenLike()
+    model.vision = torch.nn.Module()
+    model.vision.layers = torch.nn.ModuleList([torch.nn.Module()])
+    model.vision.layers[0].self_attn = QwenLikeAttention()
+    with pytest.raises(ValueError, match="one ModuleList named 'layers'.*got layers, vision.layers"):
+        rhythm.qk_hook(model, [0])
+    rhythm.qk_hook(model, [model.layers[0].self_attn]).remove()  # explicit modules are fine
+    model.rotary_emb_local = Rotary(rotary_dim=8, scaling=1.0)
+    with pytest.raises(ValueError, match="one 'rotary_emb'.*rotary_emb, rotary_emb_local"):
+        rhythm.qk_hook(model, [model.layers[0].self_attn])
+    del model.rotary_emb_local
+    model.layers[1].self_attn.q_norm = torch.nn.LayerNorm(32)  # over all heads
+    with pytest.raises(ValueError, match="'q_norm' over the head dim 8"):
+        rhythm.qk_hook(model, [model.layers[1].self_attn])
 
 
 def test_capture_feeds_the_credit_assigner(example):

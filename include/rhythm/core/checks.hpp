@@ -79,10 +79,13 @@ void check_extents(const V& v, const char* name, const char* layout, I... want) 
   fail(errc::shape_mismatch, name, expected + "]", shape_string(v));
 }
 
-/// A writable output: no stride 0 over an extent > 1 (an element would be written twice).
+/// A writable output: no stride 0 over an extent > 1 (an element would be written twice). An empty
+/// view (some extent 0) is never written, whatever its strides (a contiguous [B, H, 0] has stride 0).
 template <strided_tensor V>
 void check_output(const V& v, const char* name) {
   static_assert(!std::is_const_v<element_of<V>>, "rhythm: an output must be a writable (non-const) view");
+  for (std::size_t r = 0; r < V::rank(); ++r)
+    if (v.extent(r) == 0) return;
   for (std::size_t r = 0; r < V::rank(); ++r)
     expects(v.extent(r) <= 1 || v.stride(r) != 0, errc::bad_stride, name,
             "non-zero strides (an output element may not be written twice)", text("stride 0 on dimension ", r));
