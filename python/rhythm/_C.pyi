@@ -4,6 +4,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 version: str
+cuda_kernels: bool
 
 class Error(ValueError):
     errc: str

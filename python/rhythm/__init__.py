@@ -16,8 +16,9 @@ library's (rhythm._C, built from its headers and LibTorch adapter); this package
 Shapes: B sequences, H heads of the chosen layers stacked on the head axis, N positions, d head dim.
 q, k and attention maps may be float32, bfloat16 or float16 with any strides and are read in place
 (no copy); masks, 16-bit entropies and Python lists are converted. Outputs are float32. CPU tensors run on the CPU backend with `threads` threads (0: torch.get_num_threads());
-results do not depend on the thread count. CUDA tensors are copied to the host and back (this
-build of the module has no device kernels; see the README).
+results do not depend on the thread count. CUDA tensors run rhythm's CUDA backend on torch's
+current stream where the module was built with it (rhythm.cuda_kernels; RHYTHM_PYTHON_CUDA=1 at
+install), and are otherwise copied to the host and the results back.
 
 Errors: every rejected tensor or value raises rhythm.Error (a ValueError) whose message names the
 argument, what was expected and what was given, and whose `errc` attribute is the library's error
@@ -37,9 +38,13 @@ import torch
 from . import _C
 from ._hooks import QKCapture, qk_hook
 
-__all__ = ["Error", "CreditAssigner", "CreditResult", "HeadSignals", "PPOLoss", "POLICIES", "head_signals",
+__all__ = ["Error", "cuda_kernels", "CreditAssigner", "CreditResult", "HeadSignals", "PPOLoss", "POLICIES", "head_signals",
            "head_signals_from_maps", "segments_from_masks", "ppo_clip_loss", "qk_hook", "QKCapture"]
 __version__: str = _C.version
+
+cuda_kernels: bool = _C.cuda_kernels
+"""Whether this build runs CUDA tensors on rhythm's CUDA backend (RHYTHM_PYTHON_CUDA=1 at install);
+otherwise they are copied to the host and the results back."""
 
 Error = _C.Error
 """The library's error: a ValueError with `errc`, the error code's name (see the module docstring)."""

@@ -160,6 +160,11 @@ PYBIND11_MODULE(_C, m) {
   if (!error_type) throw py::error_already_set();
   m.attr("Error") = error_type;
   py::register_local_exception_translator(translate);
+#if defined(RHYTHM_TORCH_CUDA) && RHYTHM_TORCH_CUDA
+  m.attr("cuda_kernels") = true;  // CUDA tensors run rhythm's CUDA backend
+#else
+  m.attr("cuda_kernels") = false;  // CUDA tensors take a host round trip
+#endif
   m.attr("version") = std::to_string(RHYTHM_VERSION_MAJOR) + "." + std::to_string(RHYTHM_VERSION_MINOR) + "." +
                       std::to_string(RHYTHM_VERSION_PATCH);
 

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import rhythm
-from conftest import make_batch, softmax_maps
+from batches import make_batch, softmax_maps
 
 DEFAULTS = dict(policy="coupled_rhythm", gamma_amp=1.5, alpha=0.5, seed=0, window=10, horizon=(10, 100), q=0.4,
                 bottom=False, head_fraction=0.3, pooled_groups=False, dominance_window=3,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import rhythm
-from conftest import make_batch
+from batches import make_batch
 
 
 def clones(batch):
