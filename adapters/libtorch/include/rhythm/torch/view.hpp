@@ -14,11 +14,11 @@
 ///
 /// Rejected with a c10::Error (TORCH_CHECK, like any torch op), message
 ///   rhythm::torch: argument 'q': expected <what>, got <what was given>
-/// in this order of checks: an undefined tensor; a non-strided layout (sparse, mkldnn); the rank; no
-/// data (a tensor subclass that wraps others, e.g. DTensor, or a meta tensor);
+/// in this order of checks: an undefined tensor; a non-strided layout (sparse, mkldnn); the rank;
 /// a device other than the CPU (a view reads host memory: the tensor-level functions, credit.hpp,
 /// take CUDA tensors and copy them to the host); the dtype; a negative stride; a pending negation
-/// bit (torch's lazy _neg_view: call resolve_neg() first).
+/// bit (torch's lazy _neg_view: call resolve_neg() first); no data of its own (a tensor subclass
+/// that wraps others through __torch_dispatch__, e.g. DTensor).
 ///
 /// Checks of the contents (segment ranges, NaN/Inf, params fields) stay with the core and throw
 /// rhythm::error with its stable errc code.
@@ -101,14 +101,14 @@ inline void check_strided(const ::at::Tensor& t, const char* name, std::int64_t 
   RHYTHM_TORCH_REQUIRE(t.layout() == ::at::kStrided, name, "a strided (dense) tensor", "layout ", t.layout());
   RHYTHM_TORCH_REQUIRE(t.dim() == rank, name, "rank " + std::to_string(rank), "rank ", t.dim(), " (sizes ",
                        sizes_string(t.sizes()), ")");
-  // a wrapper subclass (__torch_dispatch__, e.g. DTensor) or a meta tensor has no data to read
-  RHYTHM_TORCH_REQUIRE(t.numel() == 0 || (t.has_storage() && t.storage().data() != nullptr), name,
-                       "a tensor with data in memory", "a tensor without storage (a wrapper subclass or a meta tensor)");
 }
 
 inline void check_after_dtype(const ::at::Tensor& t, const char* name) {
   check_strides(t.strides(), name);
   RHYTHM_TORCH_REQUIRE(!t.is_neg(), name, "a tensor without a pending negation", "a lazy negated view (call resolve_neg())");
+  // a subclass that wraps other tensors (__torch_dispatch__, e.g. DTensor) has no data of its own
+  RHYTHM_TORCH_REQUIRE(t.numel() == 0 || (t.has_storage() && t.storage().data() != nullptr), name,
+                       "a tensor with data in memory", "a tensor without storage (a wrapper subclass?)");
 }
 
 inline void check_dtype(const ::at::Tensor& t, const char* name, ::at::ScalarType want) {
