@@ -5,6 +5,7 @@ import torch
 
 version: str
 cuda_kernels: bool
+policies: Tuple[str, ...]
 
 class Error(ValueError):
     errc: str
@@ -31,5 +32,5 @@ def head_signals_from_maps(maps: torch.Tensor, segments: torch.Tensor, window: i
                            check_finite: bool, threads: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 def segments_from_masks(response_mask: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor: ...
 def ppo_clip_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, shaped_advantages: torch.Tensor,
-                  response: torch.Tensor, epsilon: float, epsilon_high: float, aggregation: str
-                  ) -> Tuple[torch.Tensor, float, float, int]: ...
+                  response_mask: Optional[torch.Tensor], segments: Optional[torch.Tensor], epsilon: float,
+                  epsilon_high: float, aggregation: str) -> Tuple[torch.Tensor, float, float, int]: ...

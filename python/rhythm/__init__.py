@@ -49,7 +49,7 @@ otherwise they are copied to the host and the results back."""
 Error = _C.Error
 """The library's error: a ValueError with `errc`, the error code's name (see the module docstring)."""
 
-POLICIES: Tuple[str, ...] = ("uniform", "local_chunk", "global_anchor", "coupled_rhythm", "random", "entropy")
+POLICIES: Tuple[str, ...] = _C.policies
 """The built-in shaping policies (DESIGN §3): gamma per response token from its preplan/anchor roles,
 plus the `random` and `entropy` controls."""
 
@@ -284,19 +284,10 @@ def ppo_clip_loss(logp_new: torch.Tensor, logp_old: torch.Tensor, shaped_advanta
     integer, nonzero = response), or segments [B, 3] (int64 rows begin, response_begin, end).
     Positions outside responses are never read into the loss (they may hold NaN) and get zero
     gradient. logp_old and shaped_advantages are not differentiated."""
-    for name, value in (("logp_new", logp_new), ("logp_old", logp_old), ("shaped_advantages", shaped_advantages)):
-        _tensor(name, value, optional=False)
-    if (response_mask is None) == (segments is None):
-        raise _error("bad_tensor", "response_mask", "either response_mask or segments",
-                     "both" if segments is not None else "neither")
-    if segments is not None:
-        response = _segments(segments)
-    else:
-        response = _tensor("response_mask", response_mask, optional=False)
-        if response.dtype != torch.bool:
-            if response.is_floating_point() or response.is_complex():
-                raise _error("bad_tensor", "response_mask", "a bool or integer mask", f"dtype {response.dtype}")
-            response = response != 0
-    loss, clip_fraction, mean_ratio, tokens = _C.ppo_clip_loss(logp_new, logp_old, shaped_advantages, response,
-                                                               epsilon, epsilon_high, aggregation)
+    for name, value in (("logp_new", logp_new), ("logp_old", logp_old), ("shaped_advantages", shaped_advantages),
+                        ("response_mask", response_mask)):
+        _tensor(name, value, optional=name == "response_mask")
+    loss, clip_fraction, mean_ratio, tokens = _C.ppo_clip_loss(
+        logp_new, logp_old, shaped_advantages, response_mask, None if segments is None else _segments(segments),
+        epsilon, epsilon_high, aggregation)
     return PPOLoss(loss, clip_fraction, mean_ratio, tokens)

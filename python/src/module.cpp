@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
@@ -17,6 +18,7 @@
 namespace py = pybind11;
 using at::Tensor;
 using opt_tensor = std::optional<Tensor>;
+using horizon_arg = std::pair<std::int64_t, std::optional<std::int64_t>>;  // (H_lo, H_hi); H_hi None: unbounded
 
 namespace {
 
@@ -55,8 +57,7 @@ E parse_enum(const std::string& value, const char* argument, const char* const (
   rhythm::detail::fail(rhythm::errc::bad_parameter, argument, expected, "'" + value + "'");
 }
 
-// horizon=(lo, hi); hi None means unbounded.
-rhythm::fai_horizon horizon_of(const std::pair<std::int64_t, std::optional<std::int64_t>>& h) {
+rhythm::fai_horizon horizon_of(const horizon_arg& h) {
   return {h.first, h.second.value_or(rhythm::unbounded_horizon)};
 }
 
@@ -67,8 +68,8 @@ int threads_of(int threads) {
   return threads;
 }
 
-rhythm::signal_params signal_params_of(std::int64_t window, const std::pair<std::int64_t, std::optional<std::int64_t>>& horizon,
-                                       double scale, bool check_finite) {
+rhythm::signal_params signal_params_of(std::int64_t window, const horizon_arg& horizon, double scale,
+                                       bool check_finite) {
   return {window, horizon_of(horizon), static_cast<float>(scale), check_finite};
 }
 
@@ -78,7 +79,7 @@ rhythm::signal_params signal_params_of(std::int64_t window, const std::pair<std:
 class credit_assigner {
  public:
   credit_assigner(const std::string& policy, double gamma_amp, double alpha, std::uint64_t seed, std::int64_t window,
-                  const std::pair<std::int64_t, std::optional<std::int64_t>>& horizon, double q, bool bottom,
+                  const horizon_arg& horizon, double q, bool bottom,
                   double head_fraction, bool pooled_groups, std::int64_t dominance_window,
                   const std::string& dominance_threshold, bool std_normalise, double advantage_epsilon,
                   const std::string& sign, double floor, bool mean_preserving, double scale, bool check_finite,
@@ -168,9 +169,12 @@ PYBIND11_MODULE(_C, m) {
   m.attr("version") = std::to_string(RHYTHM_VERSION_MAJOR) + "." + std::to_string(RHYTHM_VERSION_MINOR) + "." +
                       std::to_string(RHYTHM_VERSION_PATCH);
 
-  using horizon_t = std::pair<std::int64_t, std::optional<std::int64_t>>;
+  py::list policies;
+  for (const std::string_view name : rhythm::shaping::any::names) policies.append(std::string(name));
+  m.attr("policies") = py::tuple(policies);
+
   py::class_<credit_assigner>(m, "CreditAssigner")
-      .def(py::init<const std::string&, double, double, std::uint64_t, std::int64_t, const horizon_t&, double, bool,
+      .def(py::init<const std::string&, double, double, std::uint64_t, std::int64_t, const horizon_arg&, double, bool,
                     double, bool, std::int64_t, const std::string&, bool, double, const std::string&, double, bool,
                     double, bool, int>(),
            py::arg("policy"), py::arg("gamma_amp"), py::arg("alpha"), py::arg("seed"), py::arg("window"),
@@ -187,7 +191,7 @@ PYBIND11_MODULE(_C, m) {
 
   m.def(
       "head_signals_from_qk",
-      [](const Tensor& q, const Tensor& k, const Tensor& segments, std::int64_t window, const horizon_t& horizon,
+      [](const Tensor& q, const Tensor& k, const Tensor& segments, std::int64_t window, const horizon_arg& horizon,
          double scale, bool check_finite, int threads) {
         const rhythm::torch::segments_arg seg(segments);
         const auto params = signal_params_of(window, horizon, scale, check_finite);
@@ -200,7 +204,7 @@ PYBIND11_MODULE(_C, m) {
       py::arg("check_finite"), py::arg("threads"));
   m.def(
       "head_signals_from_maps",
-      [](const Tensor& maps, const Tensor& segments, std::int64_t window, const horizon_t& horizon, bool check_finite,
+      [](const Tensor& maps, const Tensor& segments, std::int64_t window, const horizon_arg& horizon, bool check_finite,
          int threads) {
         const rhythm::torch::segments_arg seg(segments);
         const auto params = signal_params_of(window, horizon, 0.0, check_finite);
@@ -220,14 +224,19 @@ PYBIND11_MODULE(_C, m) {
       py::arg("response_mask"), py::arg("attention_mask"));
   m.def(
       "ppo_clip_loss",
-      [](const Tensor& logp_new, const Tensor& logp_old, const Tensor& shaped_advantages, const Tensor& response,
-         double epsilon, double epsilon_high, const std::string& aggregation) {
+      [](const Tensor& logp_new, const Tensor& logp_old, const Tensor& shaped_advantages, const opt_tensor& response_mask,
+         const opt_tensor& segments, double epsilon, double epsilon_high, const std::string& aggregation) {
+        TORCH_CHECK(response_mask.has_value() != segments.has_value(),
+                    "rhythm::torch: ppo_clip_loss: expected either response_mask or segments, got ",
+                    segments ? "both" : "neither");
         const rhythm::ppo_params params{
             epsilon, epsilon_high,
             parse_enum<rhythm::ppo_aggregation>(aggregation, "aggregation", {"seq_mean_token_mean", "token_mean"})};
+        // a mask of any integer dtype is read as a mask (the adapter reads int64 as segments)
+        const Tensor response = segments ? *segments : rhythm::torch::detail::mask_bits(*response_mask, "response_mask");
         const auto r = rhythm::torch::ppo_clip_loss(logp_new, logp_old, shaped_advantages, response, params);
         return py::make_tuple(r.loss, r.clip_fraction, r.mean_ratio, r.tokens);
       },
-      py::arg("logp_new"), py::arg("logp_old"), py::arg("shaped_advantages"), py::arg("response"), py::arg("epsilon"),
-      py::arg("epsilon_high"), py::arg("aggregation"));
+      py::arg("logp_new"), py::arg("logp_old"), py::arg("shaped_advantages"), py::arg("response_mask"),
+      py::arg("segments"), py::arg("epsilon"), py::arg("epsilon_high"), py::arg("aggregation"));
 }
