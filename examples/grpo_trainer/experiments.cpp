@@ -1,5 +1,5 @@
 // grpo_experiments: arms x seeds x tasks of the reference trainer and the results table
-// (experiments.hpp). With no flag it is the demo: Countdown, one seed, GRPO against coupled_rhythm.
+// (experiments.hpp). With no flag it is the demo: chain, one seed, GRPO against coupled_rhythm.
 //
 //   build/release/examples/grpo_trainer/grpo_experiments --arms grpo,coupled_rhythm,random --seeds 1,2,3
 //   build/release/examples/grpo_trainer/grpo_experiments --help      every knob (the trainer's as well)
@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   CLI::App app{"rhythm's experiment runner: arms x seeds x tasks of the reference GRPO trainer"};
   grpo::add_trainer_options(app, opt);
   app.add_option("--tasks", plan.tasks, "tasks")->delimiter(',')->capture_default_str()
-      ->check(CLI::IsMember({"countdown", "arithmetic", "planning"}));
+      ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain"}));
   const std::vector<std::string> kinds = grpo::shaping_choices();
   app.add_option("--arms", plan.arms, "shaping policies compared (grpo is the baseline of the paired difference)")
       ->delimiter(',')->capture_default_str()->check(CLI::IsMember(kinds));

@@ -75,7 +75,7 @@ inline std::string warm_start_key(const trainer_options& opt) {
 }
 
 struct experiment_plan {
-  std::vector<std::string> tasks{"countdown"};
+  std::vector<std::string> tasks{"chain"};
   std::vector<std::string> arms{"grpo", "coupled_rhythm"};
   std::vector<std::uint64_t> seeds{1};
 };

@@ -1,7 +1,8 @@
 #pragma once
 /// One GRPO step, in three timed stages:
 ///
-///   rollout   `prompts` training problems x G samples at temperature 1 (KV cache), rewards from the verifier
+///   rollout   `prompts` training problems x G samples at `temperature` (KV cache), rewards from the verifier;
+///             the policy PPO sees is softmax(logits / temperature) in sampling and update alike
 ///   credit    group advantages A_b (Eq. 1); unless the shaping is `grpo`, the attention pass (post-RoPE Q
 ///             and K of the capture layers, [R, L*Hq, N, hd] and [R, L*Hkv, N, hd]) and rhythm's pipeline on
 ///             them -> gamma [R, N] and A~ = gamma * A. The pass is either recorded by the rollout as it
@@ -200,7 +201,7 @@ inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer,
     for (const auto r : rows) segments.push_back(rollouts.segments[static_cast<std::size_t>(r)]);
     const auto index = ::torch::tensor(rows, ::torch::kInt64);
     const auto tokens = rollouts.tokens.index_select(0, index.to(device));
-    const auto logp_new = token_statistics_of(model, tokens, segments, /*with_entropy=*/false).logp;
+    const auto logp_new = token_statistics_of(model, tokens, segments, /*with_entropy=*/false, opt.temperature).logp;
     const auto result = rhythm::torch::ppo_clip_loss(logp_new, rollouts.logp.index_select(0, index.to(device)),
                                                      shaped.index_select(0, index).to(device), segments, ppo);
     optimizer.zero_grad();
@@ -255,6 +256,7 @@ inline step_stats grpo_step(grpo_context& ctx, std::int64_t step) {
   sampling_options sampling;
   sampling.samples_per_prompt = opt.group;
   sampling.max_new_tokens = opt.max_new_tokens;
+  sampling.temperature = opt.temperature;
   sampling.generator = ctx.sampling;
   if (!is_plain_grpo(opt.shaping) && opt.attention_pass == "capture")
     sampling.capture_layers = ctx.capture_layers;

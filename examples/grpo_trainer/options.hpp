@@ -1,12 +1,12 @@
 #pragma once
 /// Every knob of the trainer, its default, and its command-line flag (CLI11).
 ///
-///   grpo::trainer_options opt;                 // defaults: the demo's Countdown run
+///   grpo::trainer_options opt;                 // defaults: the demo's run (the chain task)
 ///   CLI::App app;  grpo::add_trainer_options(app, opt);  CLI11_PARSE(app, argc, argv);
 ///   grpo::validate(opt);                       // cross-field checks; std::invalid_argument naming the flag
 ///
 /// Phases: a supervised warm start on written solutions (sft_*), then GRPO (rl_*): per step, `prompts`
-/// problems x `group` samples at temperature 1, rewards, group advantages, the attention pass (Q and K
+/// problems x `group` samples at `temperature`, rewards, group advantages, the attention pass (Q and K
 /// of `capture_layers`, no grad) and rhythm's pipeline -> gamma, then PPO-clip over `minibatches`
 /// mini-batches, AdamW, gradient clipping, no KL term.
 #include <CLI/CLI.hpp>
@@ -48,7 +48,7 @@ inline constexpr std::int64_t max_sequence_length = 1024;
 
 struct trainer_options {
   // Run
-  std::string task = "countdown";
+  std::string task = "chain";
   int level = 0;                   ///< task difficulty level (0, 1, 2)
   std::uint64_t seed = 1;          ///< problems, initial weights, sampling
   std::string device = "auto";     ///< cpu, cuda or auto (cuda when LibTorch has it)
@@ -64,15 +64,16 @@ struct trainer_options {
   // Warm start (supervised, on written solutions)
   std::int64_t sft_steps = 1200;
   std::int64_t sft_batch = 64;
-  double sft_lr = 5e-3;
+  double sft_lr = 3e-3;
   std::int64_t sft_warmup = 50;    ///< linear warm-up steps, then a cosine decay to sft_lr / 10
   std::string init_from;           ///< a checkpoint file to start GRPO from (skips the warm start)
 
   // GRPO
-  std::int64_t rl_steps = 160;
+  std::int64_t rl_steps = 240;
   std::int64_t prompts = 16;       ///< problems per step
   std::int64_t group = 8;          ///< G samples per problem
   std::int64_t max_new_tokens = 128;
+  double temperature = 1.0;        ///< rollout temperature; the update's policy is softmax(logits / temperature)
   std::int64_t minibatches = 2;    ///< PPO mini-batches per step (one pass over the rollouts)
   double rl_lr = 3e-4;
   double weight_decay = 0.0;
@@ -94,7 +95,7 @@ struct trainer_options {
   bool mean_preserving = false;    ///< rescale each shaped response to mean gamma 1
 
   // Evaluation and checkpoints
-  std::int64_t eval_every = 20;    ///< GRPO steps between held-out evaluations (and at the start and end)
+  std::int64_t eval_every = 40;    ///< GRPO steps between held-out evaluations (and at the start and end)
   std::int64_t eval_problems = 256;
   std::int64_t eval_k = 4;         ///< samples per problem for avg@k
   std::int64_t checkpoint_every = 50;
@@ -115,8 +116,8 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
   const auto share = CLI::Range(0.0, 1.0);
   const std::vector<std::string> kinds = shaping_choices();
 
-  app.add_option("--task", opt.task, "countdown, arithmetic or planning")->capture_default_str()
-      ->check(CLI::IsMember({"countdown", "arithmetic", "planning"}));
+  app.add_option("--task", opt.task, "countdown, arithmetic, planning or chain")->capture_default_str()
+      ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain"}));
   app.add_option("--level", opt.level, "task difficulty level")->capture_default_str()->check(CLI::Range(0, 2));
   app.add_option("--seed", opt.seed, "seed of problems, weights and sampling")->capture_default_str();
   app.add_option("--device", opt.device, "cpu, cuda or auto")->capture_default_str()
@@ -147,6 +148,8 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
   app.add_option("--prompts", opt.prompts, "problems per GRPO step")->capture_default_str()->check(positive);
   app.add_option("--group", opt.group, "samples per problem (G)")->capture_default_str()->check(CLI::Range(2, 1 << 16));
   app.add_option("--max-new-tokens", opt.max_new_tokens, "longest response")->capture_default_str()->check(positive);
+  app.add_option("--temperature", opt.temperature, "rollout temperature (the PPO policy is softmax(logits / T))")
+      ->capture_default_str()->check(CLI::Range(0.05, 10.0));
   app.add_option("--minibatches", opt.minibatches, "PPO mini-batches per step")->capture_default_str()->check(positive);
   app.add_option("--lr", opt.rl_lr, "GRPO learning rate (AdamW)")->capture_default_str()->check(positive);
   app.add_option("--weight-decay", opt.weight_decay, "AdamW weight decay")->capture_default_str()->check(non_negative);

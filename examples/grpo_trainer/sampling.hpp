@@ -115,11 +115,11 @@ struct sampling_options {
 /// A batch of sampled responses. Row r holds sample r % G of prompt r / G (rows prompt-major).
 struct rollout_batch {
   ::torch::Tensor tokens;  ///< [R, P + M] int64, M = the longest response (EOS included)
-  ::torch::Tensor logp;    ///< [R, P + M] float32: log pi(token | prefix) at temperature 1 on responses, 0 elsewhere
+  ::torch::Tensor logp;    ///< [R, P + M] float32: log pi_T(token | prefix) on responses (T: the sampling temperature), 0 elsewhere
   std::vector<rhythm::segment> segments;  ///< {first real prompt token, P, one past the last response token}
   ::torch::Tensor group_ids;              ///< [R] int64: the prompt of each row (GRPO groups)
   std::vector<bool> finished;             ///< the row wrote EOS (else it stopped at max_new_tokens)
-  ::torch::Tensor entropy;  ///< [R, P + M] float32: entropy (nats, temperature 1) of the distribution each response
+  ::torch::Tensor entropy;  ///< [R, P + M] float32: entropy (nats) of the distribution each response
                             ///< token was drawn from; 0 elsewhere
   /// With sampling_options::capture_layers: Q [R, L*Hq, P + M, hd] and K [R, L*Hkv, P + M, hd] of those layers,
   /// stacked as forward_with_qk stacks them and equal to its output on `tokens` up to float rounding (the
@@ -139,9 +139,9 @@ struct rollout_batch {
 /// capture_layers, each step's Q and K of those layers are copied into the batch's q and k (the last
 /// token of every row is fed once more so that its Q and K are recorded too).
 ///
-/// logp is always the log-probability under the model itself (temperature 1), whatever `temperature`
-/// is: it is what a full forward recomputes and what PPO's ratio needs when rollouts are sampled at
-/// temperature 1 (at another temperature it is not the behaviour policy's). Runs without autograd on
+/// logp and entropy are those of the policy the tokens were drawn from, softmax(logits / temperature)
+/// (of the model itself, temperature 1, when greedy): what token_statistics_of(..., temperature)
+/// recomputes and what PPO's ratio needs. Runs without autograd on
 /// the model's device; `tokens` and `logp` stay there, `group_ids` is on the CPU.
 inline rollout_batch sample(transformer& model, const prompt_batch& prompts, const sampling_options& opt) {
   ::torch::NoGradGuard no_grad;
@@ -206,11 +206,10 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
       opt.generator ? ::c10::optional<::at::Generator>(*opt.generator) : ::c10::nullopt;
   std::int64_t steps = 0;
   while (steps < M) {
-    const auto log_probs = ::torch::log_softmax(logits.to(::torch::kFloat32), -1);
-    auto next = opt.temperature <= 0.0
-                    ? log_probs.argmax(-1)
-                    : ::torch::multinomial(::torch::softmax(logits.to(::torch::kFloat32) / opt.temperature, -1), 1,
-                                           false, generator).squeeze(1);
+    const double temperature = opt.temperature > 0.0 ? opt.temperature : 1.0;
+    const auto log_probs = ::torch::log_softmax(logits.to(::torch::kFloat32) / temperature, -1);
+    auto next = opt.temperature <= 0.0 ? log_probs.argmax(-1)
+                                       : ::torch::multinomial(log_probs.exp(), 1, false, generator).squeeze(1);
     next = next.masked_fill(done, tokenizer::pad);
     generated.select(1, steps).index_copy_(0, rows, next);
     const auto next_logp = log_probs.gather(1, next.unsqueeze(1)).squeeze(1).masked_fill(done, 0.0);
@@ -295,13 +294,15 @@ struct token_statistics {
   ::torch::Tensor entropy;  ///< entropy of pi(. | tokens[< t]) in nats; detached (undefined if not asked)
 };
 
-/// Statistics from logits [B, N, V] of tokens [B, N] (e.g. those of forward_with_qk).
+/// Statistics from logits [B, N, V] of tokens [B, N] (e.g. those of forward_with_qk), of the policy
+/// softmax(logits / temperature).
 inline token_statistics token_statistics_from_logits(const ::torch::Tensor& logits, const ::torch::Tensor& tokens,
-                                                     std::span<const rhythm::segment> segments, bool with_entropy = true) {
+                                                     std::span<const rhythm::segment> segments, bool with_entropy = true,
+                                                     double temperature = 1.0) {
   const std::int64_t B = tokens.size(0), N = tokens.size(1);
   // Position t is scored by the logits at t - 1; t = begin has no prefix inside the sequence.
   const auto scored = valid_mask(segments, N, /*skip_first=*/1).to(tokens.device());
-  const auto log_probs = ::torch::log_softmax(logits.narrow(1, 0, N - 1).to(::torch::kFloat32), -1);  // [B, N-1, V]
+  const auto log_probs = ::torch::log_softmax(logits.narrow(1, 0, N - 1).to(::torch::kFloat32) / temperature, -1);
   const auto picked = log_probs.gather(2, tokens.narrow(1, 1, N - 1).unsqueeze(2)).squeeze(2);
   const auto zero_column = ::torch::zeros({B, 1}, picked.options());
   token_statistics out;
@@ -317,9 +318,10 @@ inline token_statistics token_statistics_from_logits(const ::torch::Tensor& logi
 /// One full forward of tokens [B, N] (valid = the segments' real tokens) and its statistics: logp is
 /// differentiable (the PPO update's new log-probabilities), entropy is detached (the entropy policy).
 inline token_statistics token_statistics_of(transformer& model, const ::torch::Tensor& tokens,
-                                            std::span<const rhythm::segment> segments, bool with_entropy = true) {
+                                            std::span<const rhythm::segment> segments, bool with_entropy = true,
+                                            double temperature = 1.0) {
   const auto logits = model->forward(tokens, valid_mask(segments, tokens.size(1)).to(tokens.device()));
-  return token_statistics_from_logits(logits, tokens, segments, with_entropy);
+  return token_statistics_from_logits(logits, tokens, segments, with_entropy, temperature);
 }
 
 }  // namespace grpo

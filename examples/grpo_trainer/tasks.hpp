@@ -4,6 +4,7 @@
 ///   "countdown"    tasks/countdown.hpp    reach a target with + - * / using each number exactly once
 ///   "arithmetic"   tasks/arithmetic.hpp   evaluate an expression step by step
 ///   "planning"     tasks/planning.hpp     a path between two nodes of a listed graph
+///   "chain"        tasks/chain.hpp        named single-digit steps that reuse earlier results
 ///
 /// Each task: a seeded generator (train and test disjoint by construction, tasks/common.hpp), a verifier
 /// (reward 1 or 0 from the final answer alone), a chain-of-thought solution writer for the supervised
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "tasks/arithmetic.hpp"
+#include "tasks/chain.hpp"
 #include "tasks/common.hpp"
 #include "tasks/countdown.hpp"
 #include "tasks/planning.hpp"
@@ -36,7 +38,7 @@ struct problem {
   int level = 0;       ///< difficulty level it was generated at
   std::string prompt;  ///< what follows BOS, e.g. "3,7,9->30:"
   std::string answer;  ///< one correct final answer (an expression, a number, a path)
-  std::variant<countdown::instance, arithmetic::instance, planning::instance> data;  ///< the task's own view
+  std::variant<countdown::instance, arithmetic::instance, planning::instance, chain::instance> data;  ///< the task's own view
 };
 
 /// A task: name and the three functions. write_solution's result always verifies to 1.
@@ -91,6 +93,8 @@ inline const std::vector<task>& all_tasks() {
       detail::make_task("planning", planning::params_for_level, planning::generate, planning::prompt_of,
                         planning::reference_answer, planning::verify, planning::write_solution,
                         planning::canonical_key),
+      detail::make_task("chain", chain::params_for_level, chain::generate, chain::prompt_of, chain::reference_answer,
+                        chain::verify, chain::write_solution, chain::canonical_key),
   };
   return tasks;
 }

@@ -298,6 +298,7 @@ TEST(Options, BadFlagsGiveClearErrors) {
       {{"--task", "sudoku"}, "--task"},
       {{"--group", "1"}, "--group"},
       {{"--lr", "-1"}, "--lr"},
+      {{"--temperature", "0"}, "--temperature"},
       {{"--q", "1.5"}, "--q"},
       {{"--gamma-amp", "0.5"}, "--gamma-amp"},
       {{"--steps", "ten"}, "--steps"},

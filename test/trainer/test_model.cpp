@@ -339,6 +339,23 @@ TEST(Sampling, LogProbsOfSampledTokensEqualAFullForward) {
   EXPECT_EQ(grpo::decode_responses(tok, rollout).size(), static_cast<std::size_t>(R));
 }
 
+TEST(Sampling, AtATemperatureLogProbsAreTheTemperedPolicysInSamplingAndForwardAlike) {
+  auto model = tiny_model(6);
+  const grpo::tokenizer tok;
+  const auto prompts = grpo::encode_prompts(tok, some_prompts());
+  auto opt = eight_samples(99);
+  opt.temperature = 0.5;
+  const auto rollout = grpo::sample(model, prompts, opt);
+  const auto response = rhythm::torch::response_mask(rollout.segments, rollout.tokens.size(1));
+  const auto tempered = grpo::token_statistics_of(model, rollout.tokens, rollout.segments, true, 0.5);
+  const auto plain = grpo::token_statistics_of(model, rollout.tokens, rollout.segments, true, 1.0);
+  EXPECT_LT(max_abs_diff_where(tempered.logp, rollout.logp, response), 1e-5);
+  EXPECT_LT(max_abs_diff_where(tempered.entropy, rollout.entropy, response), 1e-5);
+  // The tempered policy is sharper: its sampled tokens are likelier under it than under the model itself.
+  EXPECT_GT(tempered.logp.masked_select(response).sum().item<double>(), plain.logp.masked_select(response).sum().item<double>());
+  EXPECT_LT(tempered.entropy.masked_select(response).mean().item<double>(), plain.entropy.masked_select(response).mean().item<double>());
+}
+
 TEST(Sampling, RecordedQKAndEntropyEqualAFullForward) {
   // The attention pass recorded while decoding (sampling_options::capture_layers) equals forward_with_qk
   // on the finished rollouts at every real position, through cache compaction and the last token.

@@ -68,12 +68,12 @@ TEST(Tokenizer, UnknownCharacterNamesItAndItsPosition) {
 // -------------------------------------------------------------------------------------------- all tasks
 
 TEST(Tasks, RegistryFindsEveryTaskAndNamesTheKnownOnes) {
-  for (const char* name : {"countdown", "arithmetic", "planning"}) EXPECT_EQ(grpo::find_task(name).name, name);
+  for (const char* name : {"countdown", "arithmetic", "planning", "chain"}) EXPECT_EQ(grpo::find_task(name).name, name);
   try {
     grpo::find_task("sudoku");
     FAIL() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("countdown, arithmetic, planning"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("countdown, arithmetic, planning, chain"), std::string::npos) << e.what();
   }
   std::mt19937_64 rng(1);
   const auto p = grpo::find_task("countdown").generate(rng, grpo::split::train, 0);
@@ -226,6 +226,64 @@ TEST(Arithmetic, VerifierJudgesTheFinalNumberOnly) {
     EXPECT_EQ(ar::verify(p, replace_final(solution, "ans ", p.expression)), 0.0f);  // an expression is not a number
     EXPECT_EQ(ar::verify(p, solution.substr(0, solution.rfind("ans "))), 0.0f);
   }
+}
+
+// ------------------------------------------------------------------------------------------------ chain
+
+TEST(Chain, TheDocumentedExampleAndItsTrace) {
+  namespace ch = grpo::chain;
+  const ch::instance p{{{'3', '+', '4'}, {'a', '-', '7'}, {'b', '+', 'a'}, {'5', '-', 'c'}, {'d', '+', 'b'}, {'e', '-', 'c'}}};
+  EXPECT_EQ(ch::prompt_of(p), "a=3+4,b=a-7,c=b+a,d=5-c,e=d+b,f=e-c:");
+  EXPECT_EQ(ch::values(p), (std::vector<int>{7, 0, 7, 8, 8, 1}));  // 7, 0, 7, -2, 8, 1 mod 10
+  std::mt19937_64 rng(1);
+  EXPECT_EQ(ch::write_solution(p, rng, ch::params_for_level(0)),
+            "a=3+4=3+4=7;b=a-7=7-7=0;c=b+a=0+7=7;d=5-c=5-7=8;e=d+b=8+0=8;f=e-c=8-7=1;ans 1");
+}
+
+TEST(Chain, GeneratedStepsReuseEarlierResultsAndTheVerifierReadsOnlyTheAnswer) {
+  namespace ch = grpo::chain;
+  std::mt19937_64 rng(13);
+  const auto prm = ch::params_for_level(1);
+  std::size_t far_references = 0, references = 0, perturbed = 0, answer_changed = 0;
+  for (int i = 0; i < solutions_per_task; ++i) {
+    const auto p = ch::generate(rng, grpo::split::train, prm);
+    ASSERT_EQ(p.steps.size(), 8u);
+    EXPECT_TRUE(p.steps[0].left <= '9' && p.steps[0].right <= '9') << ch::prompt_of(p);
+    std::vector<bool> read(p.steps.size(), false);
+    for (std::size_t s = 1; s < p.steps.size(); ++s) {
+      const auto& st = p.steps[s];
+      ASSERT_TRUE(st.op == '+' || st.op == '-') << ch::prompt_of(p);
+      ASSERT_NE(st.left, st.right) << ch::prompt_of(p);
+      ASSERT_TRUE(st.left > '9' || st.right > '9') << "step " << s << " of " << ch::prompt_of(p) << " reads no letter";
+      for (const char operand : {st.left, st.right})
+        if (operand > '9') {
+          ASSERT_LT(operand - 'a', static_cast<int>(s)) << ch::prompt_of(p);
+          read[static_cast<std::size_t>(operand - 'a')] = true;
+          ++references, far_references += static_cast<int>(s) - (operand - 'a') >= 3;
+        }
+    }
+    for (std::size_t s = 0; s + 1 < p.steps.size(); ++s) ASSERT_TRUE(read[s]) << "unread result in " << ch::prompt_of(p);
+    // A wrong value at one step changes the answer unless its paths to the last step cancel.
+    for (std::size_t s = 0; s + 1 < p.steps.size(); ++s) {
+      auto broken = p;  // step s replaced by a constant one off its value
+      const int off_by_one = (ch::values(p)[s] + 1) % 10;
+      broken.steps[s] = {static_cast<char>('0' + off_by_one), '+', '0'};
+      ++perturbed, answer_changed += ch::values(broken).back() != ch::values(p).back();
+    }
+    const auto solution = ch::write_solution(p, rng, prm);
+    const auto value = std::to_string(ch::values(p).back()), wrong = std::to_string((ch::values(p).back() + 1) % 10);
+    ASSERT_EQ(ch::verify(p, solution), 1.0f) << solution;
+    EXPECT_EQ(ch::verify(p, replace_final(solution, "ans ", wrong)), 0.0f);
+    EXPECT_EQ(ch::verify(p, replace_final(solution, "ans ", "0" + value)), 0.0f);  // exactly the digit
+    EXPECT_EQ(ch::verify(p, solution + ";"), 0.0f);
+    EXPECT_EQ(ch::verify(p, "ans " + value), 1.0f);  // the trace is never read
+    EXPECT_EQ(ch::verify(p, solution.substr(0, solution.rfind("ans "))), 0.0f);
+  }
+  // Results are reused from far back, not only from the step before (the signals need long references).
+  EXPECT_GT(double(far_references) / double(references), 0.15) << far_references << " of " << references;
+  std::printf("  chain level 1: %.0f %% of references reach 3+ steps back; one wrong value changes the answer in %.0f %%\n",
+              100.0 * double(far_references) / double(references), 100.0 * double(answer_changed) / double(perturbed));
+  EXPECT_GT(double(answer_changed) / double(perturbed), 0.75);
 }
 
 // --------------------------------------------------------------------------------------------- planning

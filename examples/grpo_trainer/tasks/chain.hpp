@@ -1,0 +1,135 @@
+#pragma once
+/// Chain: a program of named single-digit steps, each reusing earlier results; its last value, mod 10.
+///
+///   prompt     "a=3+4,b=a-7,c=b+a,d=5-c,e=d+b,f=e-c:"
+///   response   "a=3+4=3+4=7;b=a-7=7-7=0;c=b+a=0+7=7;d=5-c=5-7=8;e=d+b=8+0=8;f=e-c=8-7=1;ans 1"  then EOS
+///
+/// Problems: `steps` assignments to the letters a, b, c, ... in order; each is x op y with op + or -
+/// (mod 10, so every value is a digit) and operands digits or earlier letters. The first step has two
+/// digits; every later one reads the letter before it unless a step already did (so every result
+/// reaches the last one), and one step in two also reads another earlier letter, drawn uniformly, so
+/// that results are reused from far back. + and - mod 10 lose nothing: a wrong intermediate value
+/// changes the answer unless two errors cancel. Split key: the prompt.
+///
+/// Solution writer: per step, one fixed-width record "x=u op v=U op V=w;" (12 characters): the step as
+/// the prompt writes it, the operands' values (a digit is its own value; a letter's value is read from its
+/// own earlier record), and the result. Then "ans <value of the last letter>". Every record refers back
+/// to the prompt and to earlier records: the long-range structure the attention signals look for.
+///
+/// Verifier: reward 1 when the text after the last "ans " is exactly the last letter's value (computed
+/// from the problem, never read from the trace); 0 otherwise. A guessed digit is right one time in ten.
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common.hpp"
+
+namespace grpo::chain {
+
+/// Difficulty knobs.
+struct params {
+  int steps = 6;  ///< assignments, 2 to 26
+};
+
+/// Level 0: 6 steps (~80 response characters); level 1: 8 (~105); level 2: 12 (~155).
+inline params params_for_level(int level) {
+  switch (level) {
+    case 0: return {6};
+    case 1: return {8};
+    case 2: return {12};
+    default: throw std::invalid_argument("chain: difficulty level " + std::to_string(level) + " outside [0, 2]");
+  }
+}
+
+/// One step "x op y": operands are '0'-'9' or an earlier letter.
+struct step {
+  char left = '0', op = '+', right = '0';
+};
+
+struct instance {
+  std::vector<step> steps;  ///< steps[i] assigns letter 'a' + i
+};
+
+inline int apply(char op, int x, int y) {
+  const int v = op == '+' ? x + y : x - y;
+  return ((v % 10) + 10) % 10;
+}
+
+/// The value of every letter, in order.
+inline std::vector<int> values(const instance& p) {
+  std::vector<int> out;
+  auto value_of = [&](char operand) { return operand <= '9' ? operand - '0' : out[static_cast<std::size_t>(operand - 'a')]; };
+  for (const auto& s : p.steps) out.push_back(apply(s.op, value_of(s.left), value_of(s.right)));
+  return out;
+}
+
+/// "a=3+4,b=a*7,...:"
+inline std::string prompt_of(const instance& p) {
+  std::string text;
+  for (std::size_t i = 0; i < p.steps.size(); ++i) {
+    const auto& s = p.steps[i];
+    text += std::string(i ? "," : "") + char('a' + i) + "=" + s.left + s.op + s.right;
+  }
+  return text + ":";
+}
+
+inline std::string canonical_key(const instance& p) { return "chain:" + prompt_of(p); }
+inline std::string reference_answer(const instance& p) { return std::to_string(values(p).back()); }
+
+/// A problem of split `s`: deterministic in the state of `rng`.
+inline instance generate(std::mt19937_64& rng, split s, const params& prm) {
+  if (prm.steps < 2 || prm.steps > 26) throw std::invalid_argument("chain: steps in [2, 26]");
+  for (;;) {
+    instance p;
+    std::vector<bool> read(static_cast<std::size_t>(prm.steps), false);
+    for (int i = 0; i < prm.steps; ++i) {
+      auto digit = [&] { return static_cast<char>('0' + uniform_int(rng, 0, 9)); };
+      step st;
+      st.op = uniform_int(rng, 0, 1) ? '+' : '-';
+      if (i == 0) {
+        st.left = digit(), st.right = digit();
+      } else {
+        // The letter before is read here unless a step already read it: every result reaches the last one.
+        const char first = read[static_cast<std::size_t>(i - 1)] ? static_cast<char>('a' + uniform_int(rng, 0, i - 1))
+                                                                  : static_cast<char>('a' + i - 1);
+        char second = digit();
+        if (i >= 2 && uniform_int(rng, 0, 1)) {
+          second = static_cast<char>('a' + uniform_int(rng, 0, i - 2));
+          if (second >= first) ++second;  // another letter than `first`
+        }
+        st.left = first, st.right = second;
+        if (uniform_int(rng, 0, 1)) std::swap(st.left, st.right);
+        for (const char operand : {st.left, st.right})
+          if (operand > '9') read[static_cast<std::size_t>(operand - 'a')] = true;
+      }
+      p.steps.push_back(st);
+    }
+    if (split_of(canonical_key(p)) == s) return p;
+  }
+}
+
+/// "x=u op v=U op V=w;" per step, then "ans <last value>". Deterministic.
+inline std::string write_solution(const instance& p, std::mt19937_64& /*rng*/, const params& /*prm*/) {
+  const auto value = values(p);
+  auto digit_of = [&](char operand) {
+    return operand <= '9' ? operand : static_cast<char>('0' + value[static_cast<std::size_t>(operand - 'a')]);
+  };
+  std::string text;
+  for (std::size_t i = 0; i < p.steps.size(); ++i) {
+    const auto& s = p.steps[i];
+    text += std::string{char('a' + i), '=', s.left, s.op, s.right, '=', digit_of(s.left), s.op, digit_of(s.right), '=',
+                        char('0' + value[i]), ';'};
+  }
+  return text + "ans " + std::to_string(value.back());
+}
+
+/// 1 when the text after the last "ans " is exactly the last letter's value, else 0.
+inline float verify(const instance& p, std::string_view response) {
+  const auto answer = final_answer(response, "ans ");
+  return answer && *answer == std::to_string(values(p).back()) ? 1.0f : 0.0f;
+}
+
+}  // namespace grpo::chain
