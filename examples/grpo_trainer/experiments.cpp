@@ -13,6 +13,7 @@
 
 int main(int argc, char** argv) {
   grpo::ensure_passive_openmp(argv);
+  grpo::keep_freed_memory();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one progress line at a time, also into a file or a pipe
   grpo::trainer_options opt;
   opt.out_dir = "runs/experiments";

@@ -14,6 +14,7 @@
 
 int main(int argc, char** argv) {
   grpo::ensure_passive_openmp(argv);
+  grpo::keep_freed_memory();
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one progress line at a time, also into a file or a pipe
   grpo::trainer_options opt;
   CLI::App app{"rhythm's reference GRPO trainer: warm start, GRPO with rhythm's credit assignment, evaluation"};

@@ -62,7 +62,7 @@ struct trainer_options {
   std::string attention_pass = "capture";    ///< capture: Q/K recorded while sampling; forward: a separate pass
 
   // Warm start (supervised, on written solutions)
-  std::int64_t sft_steps = 1200;
+  std::int64_t sft_steps = 1500;
   std::int64_t sft_batch = 64;
   double sft_lr = 3e-3;
   std::int64_t sft_warmup = 50;    ///< linear warm-up steps, then a cosine decay to sft_lr / 10
@@ -75,7 +75,7 @@ struct trainer_options {
   std::int64_t max_new_tokens = 128;
   double temperature = 1.0;        ///< rollout temperature; the update's policy is softmax(logits / temperature)
   std::int64_t minibatches = 2;    ///< PPO mini-batches per step (one pass over the rollouts)
-  double rl_lr = 3e-4;
+  double rl_lr = 3e-5;
   double weight_decay = 0.0;
   double clip_epsilon = 0.2, clip_epsilon_high = 0.2;
   double grad_clip = 1.0;

@@ -31,6 +31,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   grpo::ensure_passive_openmp(argv);
+  grpo::keep_freed_memory();
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const int warm_start_steps = argc > 2 ? std::atoi(argv[2]) : 300;
   const int reps = argc > 3 ? std::atoi(argv[3]) : 15;

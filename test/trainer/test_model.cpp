@@ -1,5 +1,5 @@
 // The trainer's transformer and sampler: a hand-written double-precision reference of the forward pass
-// (RMSNorm, projections, RoPE, GQA attention with left padding, SwiGLU, tied head), the KV cache against
+// (RMSNorm, projections, RoPE, GQA attention with left padding, SwiGLU, head), the KV cache against
 // the full forward, Q/K capture, and rollouts against a full forward's log-probabilities.
 #include <gtest/gtest.h>
 
@@ -124,7 +124,7 @@ reference_output reference_forward(grpo::transformer& model, const Tensor& token
     x = x + (::torch::silu(g.matmul(weight(m->gate).t())) * g.matmul(weight(m->up).t())).matmul(weight(m->down).t());
     out.q.push_back(q), out.k.push_back(k), out.probs.push_back(probs);
   }
-  out.logits = reference_rms_norm(x, model->final_norm->weight, c.norm_eps).matmul(embedding.t());
+  out.logits = reference_rms_norm(x, model->final_norm->weight, c.norm_eps).matmul(weight(model->head).t());
   return out;
 }
 
@@ -135,10 +135,10 @@ TEST(Model, ParameterCount) {
   std::int64_t counted = 0;
   for (const auto& p : model->parameters()) counted += p.numel();
   EXPECT_EQ(counted, grpo::parameter_count(model->config));
-  // 56 x 32 embedding (tied head) + 2 x (2 norms of 32, q 32x32, k and v 16x32, o 32x32, SwiGLU 3 x 32x88) + 32.
+  // 56 x 32 embedding + 56 x 32 head + 2 x (2 norms of 32, q 32x32, k and v 16x32, o 32x32, SwiGLU 3 x 32x88) + 32.
   EXPECT_EQ(model->config.mlp_hidden_size(), 88);
-  EXPECT_EQ(counted, 56 * 32 + 2 * (2 * 32 + 32 * 32 + 2 * 16 * 32 + 32 * 32 + 3 * 32 * 88) + 32);
-  grpo::model_config calibration;  // the calibration notes' 2-layer d 64 model: ~0.10 M parameters
+  EXPECT_EQ(counted, 2 * 56 * 32 + 2 * (2 * 32 + 32 * 32 + 2 * 16 * 32 + 32 * 32 + 3 * 32 * 88) + 32);
+  grpo::model_config calibration;  // the calibration notes' 2-layer d 64 model: ~0.10 M parameters (+ a 3.6 k head)
   calibration.vocab_size = grpo::tokenizer::vocab_size();
   EXPECT_NEAR(double(grpo::parameter_count(calibration)), 0.10e6, 0.01e6);
 }

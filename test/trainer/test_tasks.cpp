@@ -2,7 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <set>
 #include <string>
@@ -232,12 +234,16 @@ TEST(Arithmetic, VerifierJudgesTheFinalNumberOnly) {
 
 TEST(Chain, TheDocumentedExampleAndItsTrace) {
   namespace ch = grpo::chain;
-  const ch::instance p{{{'3', '+', '4'}, {'a', '-', '7'}, {'b', '+', 'a'}, {'5', '-', 'c'}, {'d', '+', 'b'}, {'e', '-', 'c'}}};
-  EXPECT_EQ(ch::prompt_of(p), "a=3+4,b=a-7,c=b+a,d=5-c,e=d+b,f=e-c:");
-  EXPECT_EQ(ch::values(p), (std::vector<int>{7, 0, 7, 8, 8, 1}));  // 7, 0, 7, -2, 8, 1 mod 10
+  const ch::instance p{{{'3', '+', '4'}, {'a', '<', '7'}, {'b', '-', 'a'}, {'5', '>', 'c'}, {'d', '+', 'b'}, {'e', '-', 'c'}}};
+  EXPECT_EQ(ch::prompt_of(p), "a=3+4,b=a<7,c=b-a,d=5>c,e=d+b,f=e-c:");
+  EXPECT_EQ(ch::values(p), (std::vector<int>{7, 7, 0, 5, 2, 2}));  // min(7, 7), max(5, 0), 12 mod 10
   std::mt19937_64 rng(1);
   EXPECT_EQ(ch::write_solution(p, rng, ch::params_for_level(0)),
-            "a=3+4=3+4=7;b=a-7=7-7=0;c=b+a=0+7=7;d=5-c=5-7=8;e=d+b=8+0=8;f=e-c=8-7=1;ans 1");
+            "a=3+4=3+4=7;b=a<7=7<7=7;c=b-a=7-7=0;d=5>c=5>0=5;e=d+b=5+7=2;f=e-c=2-0=2;ans 2");
+  EXPECT_EQ(ch::apply('-', 2, 9), 3);
+  EXPECT_EQ(ch::apply('<', 2, 9), 2);
+  EXPECT_EQ(ch::apply('>', 2, 9), 9);
+  EXPECT_THROW(ch::apply('*', 2, 9), std::invalid_argument);
 }
 
 TEST(Chain, GeneratedStepsReuseEarlierResultsAndTheVerifierReadsOnlyTheAnswer) {
@@ -245,6 +251,7 @@ TEST(Chain, GeneratedStepsReuseEarlierResultsAndTheVerifierReadsOnlyTheAnswer) {
   std::mt19937_64 rng(13);
   const auto prm = ch::params_for_level(1);
   std::size_t far_references = 0, references = 0, perturbed = 0, answer_changed = 0;
+  std::map<char, int> operator_count;
   for (int i = 0; i < solutions_per_task; ++i) {
     const auto p = ch::generate(rng, grpo::split::train, prm);
     ASSERT_EQ(p.steps.size(), 8u);
@@ -252,7 +259,8 @@ TEST(Chain, GeneratedStepsReuseEarlierResultsAndTheVerifierReadsOnlyTheAnswer) {
     std::vector<bool> read(p.steps.size(), false);
     for (std::size_t s = 1; s < p.steps.size(); ++s) {
       const auto& st = p.steps[s];
-      ASSERT_TRUE(st.op == '+' || st.op == '-') << ch::prompt_of(p);
+      ASSERT_NE(ch::operators.find(st.op), std::string_view::npos) << ch::prompt_of(p);
+      ++operator_count[st.op];
       ASSERT_NE(st.left, st.right) << ch::prompt_of(p);
       ASSERT_TRUE(st.left > '9' || st.right > '9') << "step " << s << " of " << ch::prompt_of(p) << " reads no letter";
       for (const char operand : {st.left, st.right})
@@ -283,7 +291,9 @@ TEST(Chain, GeneratedStepsReuseEarlierResultsAndTheVerifierReadsOnlyTheAnswer) {
   EXPECT_GT(double(far_references) / double(references), 0.15) << far_references << " of " << references;
   std::printf("  chain level 1: %.0f %% of references reach 3+ steps back; one wrong value changes the answer in %.0f %%\n",
               100.0 * double(far_references) / double(references), 100.0 * double(answer_changed) / double(perturbed));
-  EXPECT_GT(double(answer_changed) / double(perturbed), 0.75);
+  EXPECT_GT(double(answer_changed) / double(perturbed), 0.45);  // measured 56 %: max and min can absorb an error
+  for (const char op : ch::operators)  // drawn uniformly: 1/4 of the 7 x 200 steps each, with 6 sigma of room
+    EXPECT_NEAR(operator_count[op], 7 * solutions_per_task / 4, 6 * std::sqrt(7 * solutions_per_task * 3.0 / 16)) << op;
 }
 
 // --------------------------------------------------------------------------------------------- planning

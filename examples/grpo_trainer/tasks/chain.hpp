@@ -1,15 +1,18 @@
 #pragma once
-/// Chain: a program of named single-digit steps, each reusing earlier results; its last value, mod 10.
+/// Chain: a program of named single-digit steps, each reusing earlier results; its last value.
 ///
-///   prompt     "a=3+4,b=a-7,c=b+a,d=5-c,e=d+b,f=e-c:"
-///   response   "a=3+4=3+4=7;b=a-7=7-7=0;c=b+a=0+7=7;d=5-c=5-7=8;e=d+b=8+0=8;f=e-c=8-7=1;ans 1"  then EOS
+///   prompt     "a=3+4,b=a<7,c=b-a,d=5>c,e=d+b,f=e-c:"
+///   response   "a=3+4=3+4=7;b=a<7=7<7=7;c=b-a=7-7=0;d=5>c=5>0=5;e=d+b=5+7=2;f=e-c=2-0=2;ans 2"  then EOS
 ///
-/// Problems: `steps` assignments to the letters a, b, c, ... in order; each is x op y with op + or -
-/// (mod 10, so every value is a digit) and operands digits or earlier letters. The first step has two
-/// digits; every later one reads the letter before it unless a step already did (so every result
-/// reaches the last one), and one step in two also reads another earlier letter, drawn uniformly, so
-/// that results are reused from far back. + and - mod 10 lose nothing: a wrong intermediate value
-/// changes the answer unless two errors cancel. Split key: the prompt.
+/// Problems: `steps` assignments to the letters a, b, c, ... in order; each is x op y with operands
+/// digits or earlier letters and op one of four, drawn uniformly: + and - mod 10, > the larger of the
+/// two, < the smaller (so every value is a digit). The first step has two digits; every later one reads
+/// the letter before it unless a step already did (so every result reaches the last one), and one step
+/// in two also reads another earlier letter, drawn uniformly, so that results are reused from far back.
+/// Why these four: a 2-layer d 64 model learns max and min of two digits in a few hundred warm-start
+/// steps but + and - mod 10 only after ~1000 (measured; the + and - table is what GRPO still has to
+/// sharpen), and with + and - in the chain most wrong intermediate values still change the answer.
+/// Split key: the prompt.
 ///
 /// Solution writer: per step, one fixed-width record "x=u op v=U op V=w;" (12 characters): the step as
 /// the prompt writes it, the operands' values (a digit is its own value; a letter's value is read from its
@@ -17,7 +20,8 @@
 /// to the prompt and to earlier records: the long-range structure the attention signals look for.
 ///
 /// Verifier: reward 1 when the text after the last "ans " is exactly the last letter's value (computed
-/// from the problem, never read from the trace); 0 otherwise. A guessed digit is right one time in ten.
+/// from the problem, never read from the trace); 0 otherwise.
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <stdexcept>
@@ -44,6 +48,9 @@ inline params params_for_level(int level) {
   }
 }
 
+/// The operators, drawn uniformly: + and - mod 10, > the larger operand, < the smaller.
+inline constexpr std::string_view operators = "+-><";
+
 /// One step "x op y": operands are '0'-'9' or an earlier letter.
 struct step {
   char left = '0', op = '+', right = '0';
@@ -54,8 +61,13 @@ struct instance {
 };
 
 inline int apply(char op, int x, int y) {
-  const int v = op == '+' ? x + y : x - y;
-  return ((v % 10) + 10) % 10;
+  switch (op) {
+    case '+': return (x + y) % 10;
+    case '-': return (x - y + 10) % 10;
+    case '>': return std::max(x, y);
+    case '<': return std::min(x, y);
+    default: throw std::invalid_argument(std::string("chain: no operator '") + op + "'");
+  }
 }
 
 /// The value of every letter, in order.
@@ -66,7 +78,7 @@ inline std::vector<int> values(const instance& p) {
   return out;
 }
 
-/// "a=3+4,b=a*7,...:"
+/// "a=3+4,b=a<7,...:"
 inline std::string prompt_of(const instance& p) {
   std::string text;
   for (std::size_t i = 0; i < p.steps.size(); ++i) {
@@ -88,7 +100,7 @@ inline instance generate(std::mt19937_64& rng, split s, const params& prm) {
     for (int i = 0; i < prm.steps; ++i) {
       auto digit = [&] { return static_cast<char>('0' + uniform_int(rng, 0, 9)); };
       step st;
-      st.op = uniform_int(rng, 0, 1) ? '+' : '-';
+      st.op = operators[static_cast<std::size_t>(uniform_int(rng, 0, std::int64_t{operators.size()} - 1))];
       if (i == 0) {
         st.left = digit(), st.right = digit();
       } else {
