@@ -296,6 +296,22 @@ TEST(Chain, GeneratedStepsReuseEarlierResultsAndTheVerifierReadsOnlyTheAnswer) {
     EXPECT_NEAR(operator_count[op], 7 * solutions_per_task / 4, 6 * std::sqrt(7 * solutions_per_task * 3.0 / 16)) << op;
 }
 
+TEST(Chain, GuessingTheCommonestAnswerEarnsLittle) {
+  // The verifier reads only the answer, so a policy can drop the trace and guess: what does that earn?
+  namespace ch = grpo::chain;
+  std::mt19937_64 rng(17);
+  for (const int level : {0, 1}) {
+    std::map<int, int> answers;
+    constexpr int problems = 20000;
+    for (int i = 0; i < problems; ++i) ++answers[ch::values(ch::generate(rng, grpo::split::train, ch::params_for_level(level))).back()];
+    const auto commonest = std::max_element(answers.begin(), answers.end(), [](auto& a, auto& b) { return a.second < b.second; });
+    const double share = double(commonest->second) / problems;
+    std::printf("  chain level %d: always answering %d is right for %.1f %% of problems\n", level, commonest->first, 100 * share);
+    EXPECT_EQ(answers.size(), 10u);
+    EXPECT_LT(share, 0.2);
+  }
+}
+
 // --------------------------------------------------------------------------------------------- planning
 
 // Some simple path from source to goal other than `avoid`, by depth-first search ("" if none).

@@ -9,9 +9,9 @@
 /// two, < the smaller (so every value is a digit). The first step has two digits; every later one reads
 /// the letter before it unless a step already did (so every result reaches the last one), and one step
 /// in two also reads another earlier letter, drawn uniformly, so that results are reused from far back.
-/// Why these four: a 2-layer d 64 model learns max and min of two digits in a few hundred warm-start
-/// steps but + and - mod 10 only after ~1000 (measured; the + and - table is what GRPO still has to
-/// sharpen), and with + and - in the chain most wrong intermediate values still change the answer.
+/// Why these four: on 3-step chains a 2-layer d 64 model learns max and min in 600 warm-start steps
+/// while the + and - table is still unlearned there (README); + and - keep most wrong intermediate
+/// values visible in the answer (56 % at level 1, the task test prints it).
 /// Split key: the prompt.
 ///
 /// Solution writer: per step, one fixed-width record "x=u op v=U op V=w;" (12 characters): the step as
@@ -20,7 +20,8 @@
 /// to the prompt and to earlier records: the long-range structure the attention signals look for.
 ///
 /// Verifier: reward 1 when the text after the last "ans " is exactly the last letter's value (computed
-/// from the problem, never read from the trace); 0 otherwise.
+/// from the problem, never read from the trace); 0 otherwise. Final values are not uniform: always
+/// answering the commonest one (0) earns ~13 % (the task test prints it).
 #include <algorithm>
 #include <cstdint>
 #include <random>
