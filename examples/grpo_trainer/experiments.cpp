@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
   CLI::App app{"rhythm's experiment runner: arms x seeds x tasks of the reference GRPO trainer"};
   grpo::add_trainer_options(app, opt);
   app.add_option("--tasks", plan.tasks, "tasks")->delimiter(',')->capture_default_str()
-      ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain"}));
+      ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain", "rule"}));
   const std::vector<std::string> kinds = grpo::shaping_choices();
   app.add_option("--arms", plan.arms, "shaping policies compared (grpo is the baseline of the paired difference)")
       ->delimiter(',')->capture_default_str()->check(CLI::IsMember(kinds));

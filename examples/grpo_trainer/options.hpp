@@ -116,8 +116,8 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
   const auto share = CLI::Range(0.0, 1.0);
   const std::vector<std::string> kinds = shaping_choices();
 
-  app.add_option("--task", opt.task, "countdown, arithmetic, planning or chain")->capture_default_str()
-      ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain"}));
+  app.add_option("--task", opt.task, "countdown, arithmetic, planning, chain or rule")->capture_default_str()
+      ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain", "rule"}));
   app.add_option("--level", opt.level, "task difficulty level")->capture_default_str()->check(CLI::Range(0, 2));
   app.add_option("--seed", opt.seed, "seed of problems, weights and sampling")->capture_default_str();
   app.add_option("--device", opt.device, "cpu, cuda or auto")->capture_default_str()

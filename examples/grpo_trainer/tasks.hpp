@@ -5,6 +5,9 @@
 ///   "arithmetic"   tasks/arithmetic.hpp   evaluate an expression step by step
 ///   "planning"     tasks/planning.hpp     a path between two nodes of a listed graph
 ///   "chain"        tasks/chain.hpp        named single-digit steps that reuse earlier results
+///   "rule"         tasks/chain.hpp        a max/min chain with hidden steps '?' whose rule the written
+///                                         solutions only guess at: the warm start learns the procedure,
+///                                         only the reward can teach the rule
 ///
 /// Each task: a seeded generator (train and test disjoint by construction, tasks/common.hpp), a verifier
 /// (reward 1 or 0 from the final answer alone), a chain-of-thought solution writer for the supervised
@@ -41,7 +44,8 @@ struct problem {
   std::variant<countdown::instance, arithmetic::instance, planning::instance, chain::instance> data;  ///< the task's own view
 };
 
-/// A task: name and the three functions. write_solution's result always verifies to 1.
+/// A task: name and the three functions. write_solution's result verifies to 1, except on `rule`,
+/// whose writer guesses at the hidden steps.
 struct task {
   std::string name;
   std::function<problem(std::mt19937_64& rng, split s, int level)> generate;
@@ -95,6 +99,8 @@ inline const std::vector<task>& all_tasks() {
                         planning::canonical_key),
       detail::make_task("chain", chain::params_for_level, chain::generate, chain::prompt_of, chain::reference_answer,
                         chain::verify, chain::write_solution, chain::canonical_key),
+      detail::make_task("rule", chain::rule_params_for_level, chain::generate, chain::prompt_of,
+                        chain::reference_answer, chain::verify, chain::write_solution, chain::canonical_key),
   };
   return tasks;
 }

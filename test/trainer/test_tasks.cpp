@@ -70,12 +70,12 @@ TEST(Tokenizer, UnknownCharacterNamesItAndItsPosition) {
 // -------------------------------------------------------------------------------------------- all tasks
 
 TEST(Tasks, RegistryFindsEveryTaskAndNamesTheKnownOnes) {
-  for (const char* name : {"countdown", "arithmetic", "planning", "chain"}) EXPECT_EQ(grpo::find_task(name).name, name);
+  for (const char* name : {"countdown", "arithmetic", "planning", "chain", "rule"}) EXPECT_EQ(grpo::find_task(name).name, name);
   try {
     grpo::find_task("sudoku");
     FAIL() << "no exception";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("countdown, arithmetic, planning, chain"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("countdown, arithmetic, planning, chain, rule"), std::string::npos) << e.what();
   }
   std::mt19937_64 rng(1);
   const auto p = grpo::find_task("countdown").generate(rng, grpo::split::train, 0);
@@ -93,7 +93,8 @@ TEST(Tasks, WrittenSolutionsVerifyTokenizeAndHaveTheTargetLength) {
       std::size_t shortest = 1 << 20, longest = 0, total = 0, longest_sequence = 0;
       for (int i = 0; i < count; ++i) {
         const auto p = task.generate(rng, grpo::split::train, level);
-        const auto solution = task.write_solution(p, rng);
+        const auto solution = task.name == "rule" ? grpo::chain::trace(std::get<grpo::chain::instance>(p.data), grpo::chain::rule)
+                                                  : task.write_solution(p, rng);  // rule's writer guesses (its own test)
         ASSERT_EQ(task.verify(p, solution), 1.0f) << task.name << " " << p.prompt << solution;
         const std::string marker = task.name == "planning" ? "path " : "ans ";
         ASSERT_EQ(task.verify(p, marker + p.answer), 1.0f) << task.name << " reference answer " << p.answer;
@@ -309,6 +310,53 @@ TEST(Chain, GuessingTheCommonestAnswerEarnsLittle) {
     std::printf("  chain level %d: always answering %d is right for %.1f %% of problems\n", level, commonest->first, 100 * share);
     EXPECT_EQ(answers.size(), 10u);
     EXPECT_LT(share, 0.2);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------- rule
+
+TEST(Rule, HiddenStepsFollowTheRuleAndTheWrittenSolutionsGuess) {
+  namespace ch = grpo::chain;
+  const ch::instance p{{{'3', '>', '4'}, {'a', '?', '2'}, {'6', '?', 'b'}}};
+  EXPECT_EQ(ch::prompt_of(p), "a=3>4,b=a?2,c=6?b:");
+  EXPECT_EQ(ch::values(p), (std::vector<int>{4, 4, 6}));  // 4 is even: max(4, 2); 6 is even: max(6, 4)
+  EXPECT_EQ(ch::trace(p, ch::rule), "a=3>4=3>4=4;b=a?2=4>2=4;c=6?b=6>4=6;ans 6");
+  const auto always_min = [](int) { return '<'; };
+  EXPECT_EQ(ch::trace(p, always_min), "a=3>4=3>4=4;b=a?2=4<2=2;c=6?b=6<2=2;ans 2");  // a guess carried on
+  EXPECT_EQ(ch::verify(p, ch::trace(p, always_min)), 0.0f);
+  EXPECT_EQ(ch::rule(3), '<');
+
+  // Generated problems have exactly `hidden` '?' steps; the writer's guesses are a fair coin whatever
+  // the rule says, so only the reward can teach it. What do the guesses and a fixed answer earn?
+  for (const int level : {0, 1}) {
+    const auto prm = ch::rule_params_for_level(level);
+    std::mt19937_64 rng(19 + level);
+    int verified = 0, always_max = 0, guesses = 0, guessed_max = 0, guessed_right = 0;
+    constexpr int problems = 4000;
+    for (int i = 0; i < problems; ++i) {
+      const auto q = ch::generate(rng, grpo::split::train, prm);
+      ASSERT_EQ(std::count_if(q.steps.begin(), q.steps.end(), [](auto& s) { return s.op == '?'; }), prm.hidden);
+      const auto written = ch::write_solution(q, rng, prm);
+      verified += ch::verify(q, written) == 1.0f;
+      always_max += ch::verify(q, ch::trace(q, [](int) { return '>'; })) == 1.0f;
+      for (const auto& st : q.steps) ASSERT_TRUE(st.op == '?' || st.op == '>' || st.op == '<') << ch::prompt_of(q);
+      const auto right = ch::trace(q, ch::rule);
+      for (std::size_t s = 0; s < q.steps.size(); ++s)
+        if (q.steps[s].op == '?') {
+          const auto at = s * 12 + 7;  // the applied operator of record s
+          if (written.substr(0, at) != right.substr(0, at)) break;  // after a wrong guess the values differ
+          ++guesses, guessed_max += written[at] == '>', guessed_right += written[at] == right[at];
+        }
+    }
+    std::printf("  rule level %d: written solutions verify on %.1f %%, always max on %.1f %%\n", level,
+                100.0 * verified / problems, 100.0 * always_max / problems);
+    const double sigma = std::sqrt(guesses * 0.25);
+    EXPECT_NEAR(guessed_max, guesses / 2.0, 6 * sigma);
+    EXPECT_NEAR(guessed_right, guesses / 2.0, 6 * sigma);
+    // The guesses cost the teacher (and a fixed choice as much): the rule is worth ~55 points.
+    EXPECT_LT(verified, problems * 0.5);
+    EXPECT_LT(always_max, problems * 0.5);
+    EXPECT_GT(verified, problems * 0.3);
   }
 }
 

@@ -22,6 +22,15 @@
 /// Verifier: reward 1 when the text after the last "ans " is exactly the last letter's value (computed
 /// from the problem, never read from the trace); 0 otherwise. Final values are not uniform: always
 /// answering the commonest one (0) earns ~13 % (the task test prints it).
+///
+/// Hidden steps (the `rule` task: params::hidden > 0): that many steps, drawn uniformly, are written
+/// "x?y" in the prompt, and the other steps use > and < only. '?' is max when the left operand's value is
+/// even and min when it is odd (the rule); nothing in the written solutions reveals it: their writer
+/// guesses > or < with equal odds at every '?' and carries the guessed value on, as a teacher who does
+/// not know the rule would. The warm start so learns the procedure and a coin flip at each '?'; only the
+/// reward can teach the rule. Each record writes the operator it applied: "c=6?b=6>5=6;". Max and min
+/// only, because a 2-layer d 64 model learns them several times faster than + and - mod 10 (README),
+/// and the sampled procedure must be clean for the reward to speak about the '?' choices.
 #include <algorithm>
 #include <cstdint>
 #include <random>
@@ -36,7 +45,9 @@ namespace grpo::chain {
 
 /// Difficulty knobs.
 struct params {
-  int steps = 6;  ///< assignments, 2 to 26
+  int steps = 6;                         ///< assignments, 2 to 26
+  int hidden = 0;                        ///< steps written with '?' (the rule decides their operator), 0 to steps
+  std::string_view operators = "+-><";   ///< drawn uniformly for the other steps
 };
 
 /// Level 0: 6 steps (~80 response characters); level 1: 8 (~105); level 2: 12 (~155).
@@ -49,7 +60,17 @@ inline params params_for_level(int level) {
   }
 }
 
-/// The operators, drawn uniformly: + and - mod 10, > the larger operand, < the smaller.
+/// The `rule` task (max and min only): level 0: 6 steps with 4 hidden; level 1: 8 with 5; level 2: 12 with 7.
+inline params rule_params_for_level(int level) {
+  switch (level) {
+    case 0: return {6, 4, "><"};
+    case 1: return {8, 5, "><"};
+    case 2: return {12, 7, "><"};
+    default: throw std::invalid_argument("rule: difficulty level " + std::to_string(level) + " outside [0, 2]");
+  }
+}
+
+/// The operators of `chain`: + and - mod 10, > the larger operand, < the smaller.
 inline constexpr std::string_view operators = "+-><";
 
 /// One step "x op y": operands are '0'-'9' or an earlier letter.
@@ -61,8 +82,12 @@ struct instance {
   std::vector<step> steps;  ///< steps[i] assigns letter 'a' + i
 };
 
+/// The operator a hidden step '?' applies to the values x op y: max when x is even, min when odd.
+inline char rule(int x) { return x % 2 == 0 ? '>' : '<'; }
+
 inline int apply(char op, int x, int y) {
   switch (op) {
+    case '?': return apply(rule(x), x, y);
     case '+': return (x + y) % 10;
     case '-': return (x - y + 10) % 10;
     case '>': return std::max(x, y);
@@ -71,7 +96,7 @@ inline int apply(char op, int x, int y) {
   }
 }
 
-/// The value of every letter, in order.
+/// The value of every letter, in order ('?' by the rule).
 inline std::vector<int> values(const instance& p) {
   std::vector<int> out;
   auto value_of = [&](char operand) { return operand <= '9' ? operand - '0' : out[static_cast<std::size_t>(operand - 'a')]; };
@@ -95,13 +120,14 @@ inline std::string reference_answer(const instance& p) { return std::to_string(v
 /// A problem of split `s`: deterministic in the state of `rng`.
 inline instance generate(std::mt19937_64& rng, split s, const params& prm) {
   if (prm.steps < 2 || prm.steps > 26) throw std::invalid_argument("chain: steps in [2, 26]");
+  if (prm.hidden < 0 || prm.hidden > prm.steps) throw std::invalid_argument("chain: hidden steps in [0, steps]");
   for (;;) {
     instance p;
     std::vector<bool> read(static_cast<std::size_t>(prm.steps), false);
     for (int i = 0; i < prm.steps; ++i) {
       auto digit = [&] { return static_cast<char>('0' + uniform_int(rng, 0, 9)); };
       step st;
-      st.op = operators[static_cast<std::size_t>(uniform_int(rng, 0, std::int64_t{operators.size()} - 1))];
+      st.op = prm.operators[static_cast<std::size_t>(uniform_int(rng, 0, std::int64_t(prm.operators.size()) - 1))];
       if (i == 0) {
         st.left = digit(), st.right = digit();
       } else {
@@ -120,23 +146,38 @@ inline instance generate(std::mt19937_64& rng, split s, const params& prm) {
       }
       p.steps.push_back(st);
     }
+    for (int h = 0; h < prm.hidden; ++h) {  // `hidden` distinct steps, uniformly
+      std::size_t i = 0;
+      do i = static_cast<std::size_t>(uniform_int(rng, 0, prm.steps - 1));
+      while (p.steps[i].op == '?');
+      p.steps[i].op = '?';
+    }
     if (split_of(canonical_key(p)) == s) return p;
   }
 }
 
-/// "x=u op v=U op V=w;" per step, then "ans <last value>". Deterministic.
-inline std::string write_solution(const instance& p, std::mt19937_64& /*rng*/, const params& /*prm*/) {
-  const auto value = values(p);
-  auto digit_of = [&](char operand) {
-    return operand <= '9' ? operand : static_cast<char>('0' + value[static_cast<std::size_t>(operand - 'a')]);
-  };
+/// "x=u op v=U op V=w;" per step, then "ans <last value>", with '?' read by `resolve(x)`: the rule
+/// gives the correct trace, a guess a teacher's.
+template <class Resolve>
+std::string trace(const instance& p, Resolve resolve) {
+  std::vector<int> value;
+  auto value_of = [&](char operand) { return operand <= '9' ? operand - '0' : value[static_cast<std::size_t>(operand - 'a')]; };
   std::string text;
   for (std::size_t i = 0; i < p.steps.size(); ++i) {
     const auto& s = p.steps[i];
-    text += std::string{char('a' + i), '=', s.left, s.op, s.right, '=', digit_of(s.left), s.op, digit_of(s.right), '=',
-                        char('0' + value[i]), ';'};
+    const int x = value_of(s.left), y = value_of(s.right);
+    const char op = s.op == '?' ? resolve(x) : s.op;
+    value.push_back(apply(op, x, y));
+    text += std::string{char('a' + i), '=', s.left, s.op, s.right, '=', char('0' + x), op, char('0' + y), '=',
+                        char('0' + value.back()), ';'};
   }
   return text + "ans " + std::to_string(value.back());
+}
+
+/// The written solution: the trace with a guess at every '?' (> or <, equal odds, from `rng`);
+/// deterministic without hidden steps.
+inline std::string write_solution(const instance& p, std::mt19937_64& rng, const params& /*prm*/) {
+  return trace(p, [&](int) { return uniform_int(rng, 0, 1) ? '>' : '<'; });
 }
 
 /// 1 when the text after the last "ans " is exactly the last letter's value, else 0.
