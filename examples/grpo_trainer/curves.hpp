@@ -22,7 +22,7 @@ namespace grpo {
 
 /// One run's series, in file order.
 struct run_curves {
-  std::vector<double> step, reward, gamma_mean, amplified, t_rollout, t_attention, t_credit, t_update;
+  std::vector<double> step, reward, gamma_mean, amplified, t_rollout, t_attention, t_credit, t_update, rollout_tokens;
   std::vector<double> eval_step, greedy, sampled;
 };
 
@@ -37,7 +37,8 @@ inline run_curves read_metrics(const std::string& path) {
       c.step.push_back(j["step"].get<double>());
       for (auto [series, key] : {std::pair{&c.reward, "reward"}, {&c.gamma_mean, "gamma_mean"},
                                  {&c.amplified, "gamma_amplified_share"}, {&c.t_rollout, "t_rollout"},
-                                 {&c.t_attention, "t_attention"}, {&c.t_credit, "t_credit"}, {&c.t_update, "t_update"}})
+                                 {&c.t_attention, "t_attention"}, {&c.t_credit, "t_credit"}, {&c.t_update, "t_update"},
+                                 {&c.rollout_tokens, "rollout_tokens"}})
         series->push_back(j[key].get<double>());
     } else if (phase == "eval") {
       c.eval_step.push_back(j["step"].get<double>());

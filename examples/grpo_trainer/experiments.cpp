@@ -1,7 +1,8 @@
 // grpo_experiments: arms x seeds x tasks of the reference trainer and the results table
-// (experiments.hpp). With no flag it is the demo: chain, one seed, GRPO against coupled_rhythm.
+// (experiments.hpp). With no flag: the rule task, one seed, GRPO against coupled_rhythm.
 //
 //   build/release/examples/grpo_trainer/grpo_experiments --arms grpo,coupled_rhythm,random --seeds 1,2,3
+//   ... --jobs 2 --threads 1      two runs at once, one thread each (twice the throughput on 2 cores)
 //   build/release/examples/grpo_trainer/grpo_experiments --help      every knob (the trainer's as well)
 #include <CLI/CLI.hpp>
 
@@ -22,10 +23,12 @@ int main(int argc, char** argv) {
   grpo::add_trainer_options(app, opt);
   app.add_option("--tasks", plan.tasks, "tasks")->delimiter(',')->capture_default_str()
       ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain", "rule"}));
-  const std::vector<std::string> kinds = grpo::shaping_choices();
-  app.add_option("--arms", plan.arms, "shaping policies compared (grpo is the baseline of the paired difference)")
-      ->delimiter(',')->capture_default_str()->check(CLI::IsMember(kinds));
+  app.add_option("--arms", plan.arms, "--shaping names, each optionally with +bottom_q (the ablation); grpo is the "
+                                      "baseline of the paired difference")
+      ->delimiter(',')->capture_default_str();
   app.add_option("--seeds", plan.seeds, "seeds")->delimiter(',')->capture_default_str();
+  app.add_option("--jobs", plan.jobs, "runs at once, each in its own process")->capture_default_str()
+      ->check(CLI::Range(1, 64));
   CLI11_PARSE(app, argc, argv);
   try {
     const auto start = std::chrono::steady_clock::now();

@@ -6,20 +6,32 @@
 /// paired by seed. Per (task, arm) the table gives the final held-out greedy pass@1 and avg@k as
 /// mean and 95 % interval over seeds (Student t, n - 1 degrees of freedom; none for one seed), the
 /// paired difference of pass@1 against `grpo` (mean of per-seed differences, same interval), and the
-/// step time split.
+/// step time split; a second table gives the rhythm statistics of the warm starts' and every arm's
+/// final greedy traces (FAI peaks following WAAD peaks against a shuffled baseline). An arm is a --shaping name, or one with "+bottom_q" (arm_options). All warm starts
+/// run first, then all arms; `jobs` of them at once (run_all).
 ///
 /// Files under out_dir: <task>/seed<s>/warm_start_<key>/ and <task>/seed<s>/<arm>/ (training.hpp's files of
-/// each run), results.md (the table), results.json (every run's numbers) and <task>_curves.png (curves.hpp).
+/// each run, and log.txt with its output when jobs > 1), results.md (the table), results.json (every run's numbers) and <task>_curves.png (curves.hpp).
 /// A warm start is reused when its directory exists: <key> hashes every option it depends on.
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "curves.hpp"
@@ -75,10 +87,24 @@ inline std::string warm_start_key(const trainer_options& opt) {
 }
 
 struct experiment_plan {
-  std::vector<std::string> tasks{"chain"};
+  std::vector<std::string> tasks{"rule"};
   std::vector<std::string> arms{"grpo", "coupled_rhythm"};
   std::vector<std::uint64_t> seeds{1};
+  int jobs = 1;  ///< runs at once, each in its own process when > 1 (give each --threads 1 on 2 cores)
 };
+
+/// The options of an arm: a --shaping name, or one followed by "+bottom_q" (the ablation that selects
+/// the bottom-q token sets instead of the top-q ones). std::invalid_argument naming the arm otherwise.
+inline trainer_options arm_options(trainer_options opt, const std::string& arm) {
+  static constexpr std::string_view ablation = "+bottom_q";
+  opt.shaping = arm;
+  opt.bottom_q = arm.size() > ablation.size() && arm.ends_with(ablation);
+  if (opt.bottom_q) opt.shaping.resize(arm.size() - ablation.size());
+  if (opt.bottom_q && is_plain_grpo(opt.shaping))
+    throw std::invalid_argument("--arms: '" + arm + "': grpo selects no tokens, +bottom_q needs one of rhythm's policies");
+  check_shaping(opt.shaping);
+  return opt;
+}
 
 /// One finished run of an arm.
 struct arm_run {
@@ -86,48 +112,164 @@ struct arm_run {
   run_summary summary;
 };
 
+/// A finished run's summary, from its metrics file (what run_training returned to the process that ran it).
+inline run_summary summary_of(const std::filesystem::path& metrics) {
+  const auto c = read_metrics(metrics.string());
+  run_summary s;
+  for (std::size_t i = 0; i < c.eval_step.size(); ++i)
+    s.evals.emplace_back(static_cast<std::int64_t>(c.eval_step[i]), eval_result{c.greedy[i], c.sampled[i], 0.0});
+  if (s.evals.empty()) throw std::runtime_error("experiments: no evaluation in '" + metrics.string() + "'");
+  s.steps = static_cast<std::int64_t>(c.step.size());
+  std::ifstream in(metrics);
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    if (j.value("phase", "") != "rhythm") continue;
+    auto number = [&](const char* key) { return j[key].is_number() ? j[key].get<double>() : NAN; };
+    s.rhythm.waad_peaks = j["waad_peaks"], s.rhythm.fai_peaks = j["fai_peaks"];
+    s.rhythm.fai_peaks_following = j["fai_peaks_following"];
+    s.rhythm.share = number("share"), s.rhythm.baseline = number("baseline"), s.rhythm.lift = number("lift");
+    s.rhythm.entropy_ratio = number("entropy_ratio");
+  }
+  for (std::size_t i = 0; i < c.step.size(); ++i) {
+    s.t_rollout += c.t_rollout[i], s.t_attention += c.t_attention[i];
+    s.t_credit += c.t_credit[i], s.t_update += c.t_update[i];
+    s.rollout_tokens += static_cast<std::int64_t>(c.rollout_tokens[i]);
+  }
+  return s;
+}
+
+/// Runs every (label, options) of `runs`, at most `jobs` at a time. With one job they run here, one after
+/// another; with more, each runs in a child process (fork: this process itself never starts LibTorch's
+/// thread pools) writing its output to <out_dir>/log.txt, and this process prints when each starts and
+/// ends. Throws std::runtime_error naming the first run that failed, after the others have ended.
+inline void run_all(const std::vector<std::pair<std::string, trainer_options>>& runs, int jobs) {
+  if (jobs <= 1) {
+    for (const auto& [label, opt] : runs) {
+      std::printf("== %s\n", label.c_str());
+      (void)run_training(opt);
+    }
+    return;
+  }
+  std::map<pid_t, std::pair<std::string, std::chrono::steady_clock::time_point>> live;
+  std::string failed;
+  auto wait_one = [&] {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) throw std::runtime_error(std::string("experiments: waitpid: ") + std::strerror(errno));
+    const auto [label, start] = live.at(pid);
+    live.erase(pid);
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    std::printf("== %s: %s after %.0f s\n", label.c_str(), ok ? "done" : "FAILED",
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (!ok && failed.empty()) failed = label;
+  };
+  for (const auto& [label, opt] : runs) {
+    if (static_cast<int>(live.size()) >= jobs) wait_one();
+    if (!failed.empty()) break;
+    std::filesystem::create_directories(opt.out_dir);
+    const auto log = (std::filesystem::path(opt.out_dir) / "log.txt").string();
+    std::fflush(stdout), std::fflush(stderr);
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error(std::string("experiments: fork: ") + std::strerror(errno));
+    if (pid == 0) {  // the child: its output into the log, then the run
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+      if (fd >= 0) ::dup2(fd, 1), ::dup2(fd, 2), ::close(fd);
+      int code = 0;
+      try {
+        (void)run_training(opt);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "%s: %s\n", label.c_str(), e.what());
+        code = 1;
+      }
+      std::fflush(stdout), std::fflush(stderr);
+      ::_exit(code);
+    }
+    live.emplace(pid, std::pair{label, std::chrono::steady_clock::now()});
+    std::printf("== %s: started (log %s)\n", label.c_str(), log.c_str());
+  }
+  while (!live.empty()) wait_one();
+  if (!failed.empty()) throw std::runtime_error("experiments: the run '" + failed + "' failed (its log.txt says why)");
+}
+
 /// Runs the plan (see the file comment), prints and writes the table; returns it as markdown.
 inline std::string run_experiments(const trainer_options& base, const experiment_plan& plan) {
   validate(base);
-  for (const auto& arm : plan.arms) check_shaping(arm);
+  for (const auto& arm : plan.arms) validate(arm_options(base, arm));
   const std::filesystem::path out(base.out_dir);
+  auto seed_dir = [&](const std::string& task, std::uint64_t seed) { return out / task / ("seed" + std::to_string(seed)); };
+  auto seed_options = [&](const std::string& task, std::uint64_t seed) {
+    auto opt = base;
+    opt.task = task, opt.seed = seed;
+    return opt;
+  };
+  auto warm_dir = [&](const std::string& task, std::uint64_t seed) {
+    return seed_dir(task, seed) / ("warm_start_" + warm_start_key(seed_options(task, seed)));
+  };
+  auto label = [](const std::string& task, std::uint64_t seed, const std::string& what) {
+    return task + ", seed " + std::to_string(seed) + ": " + what;
+  };
+
+  // The warm starts that do not exist yet, then every arm from its seed's warm start.
+  std::vector<std::pair<std::string, trainer_options>> warm_runs, arm_runs;
+  for (const auto& task : plan.tasks)
+    for (const auto seed : plan.seeds) {
+      if (!std::filesystem::exists(warm_dir(task, seed) / "warm_start.pt")) {
+        auto opt = seed_options(task, seed);
+        opt.rl_steps = 0, opt.out_dir = warm_dir(task, seed).string();
+        warm_runs.emplace_back(label(task, seed, "warm start"), opt);
+      }
+      for (const auto& arm : plan.arms) {
+        auto opt = arm_options(seed_options(task, seed), arm);
+        opt.init_from = (warm_dir(task, seed) / "warm_start.pt").string();
+        opt.resume.clear();
+        opt.out_dir = (seed_dir(task, seed) / arm).string();
+        arm_runs.emplace_back(label(task, seed, arm), opt);
+      }
+    }
+  run_all(warm_runs, plan.jobs);
+  run_all(arm_runs, plan.jobs);
+
   std::string table = "| task | arm | seeds | warm start pass@1 | final pass@1 | final avg@" + std::to_string(base.eval_k) +
                       " | pass@1 − grpo (paired) | attention + credit share of step | rollout tokens/s |\n"
                       "|---|---|---|---|---|---|---|---|---|\n";
+  std::string rhythm_table = "| task | traces of | seeds | FAI peaks following a WAAD peak | shuffled baseline | lift | "
+                             "entropy at WAAD peaks / mean |\n|---|---|---|---|---|---|---|\n";
+  auto rhythm_row = [&](const std::string& task, const std::string& who, const std::vector<run_summary>& summaries) {
+    std::vector<double> share, baseline, lift, entropy;
+    for (const auto& s : summaries)
+      share.push_back(s.rhythm.share), baseline.push_back(s.rhythm.baseline), lift.push_back(s.rhythm.lift),
+          entropy.push_back(s.rhythm.entropy_ratio);
+    auto ratio = [](const interval& i) {
+      char text[64];
+      if (std::isnan(i.half_width)) std::snprintf(text, sizeof text, "%.2f", i.mean);
+      else std::snprintf(text, sizeof text, "%.2f ± %.2f", i.mean, i.half_width);
+      return std::string(text);
+    };
+    rhythm_table += "| " + task + " | " + who + " | " + std::to_string(summaries.size()) + " | " +
+                    percent(interval_of(share)) + " | " + percent(interval_of(baseline)) + " | " +
+                    ratio(interval_of(lift)) + " | " + ratio(interval_of(entropy)) + " |\n";
+  };
   nlohmann::json results = nlohmann::json::array();
   for (const auto& task_name : plan.tasks) {
+    std::vector<run_summary> warm_starts;
+    for (const auto seed : plan.seeds) warm_starts.push_back(summary_of(warm_dir(task_name, seed) / "metrics.jsonl"));
+    rhythm_row(task_name, "warm start", warm_starts);
     std::map<std::string, std::vector<arm_run>> runs;
     std::map<std::string, std::vector<run_curves>> curves;
-    for (const auto seed : plan.seeds) {
-      auto opt = base;
-      opt.task = task_name;
-      opt.seed = seed;
-      const auto seed_dir = out / task_name / ("seed" + std::to_string(seed));
-      const auto warm_dir = seed_dir / ("warm_start_" + warm_start_key(opt));
-      const auto warm = warm_dir / "warm_start.pt";
-      if (!std::filesystem::exists(warm)) {
-        auto warm_opt = opt;
-        warm_opt.rl_steps = 0;
-        warm_opt.out_dir = warm_dir.string();
-        std::printf("== %s, seed %llu: warm start\n", task_name.c_str(), static_cast<unsigned long long>(seed));
-        (void)run_training(warm_opt);
-      }
+    for (const auto seed : plan.seeds)
       for (const auto& arm : plan.arms) {
-        auto arm_opt = opt;
-        arm_opt.shaping = arm;
-        arm_opt.init_from = warm.string();
-        arm_opt.resume.clear();
-        arm_opt.out_dir = (seed_dir / arm).string();
-        std::printf("== %s, seed %llu: %s\n", task_name.c_str(), static_cast<unsigned long long>(seed), arm.c_str());
-        runs[arm].push_back({seed, run_training(arm_opt)});
-        curves[arm].push_back(read_metrics((seed_dir / arm / "metrics.jsonl").string()));
+        const auto metrics = seed_dir(task_name, seed) / arm / "metrics.jsonl";
+        runs[arm].push_back({seed, summary_of(metrics)});
+        curves[arm].push_back(read_metrics(metrics.string()));
       }
-    }
     write_arm_comparison(curves, task_name, (out / (task_name + "_curves.png")).string());
     std::map<std::uint64_t, double> grpo_final;
     if (runs.contains("grpo"))
       for (const auto& r : runs["grpo"]) grpo_final[r.seed] = r.summary.final_eval().greedy;
     for (const auto& arm : plan.arms) {
+      std::vector<run_summary> summaries;
+      for (const auto& r : runs[arm]) summaries.push_back(r.summary);
+      rhythm_row(task_name, arm, summaries);
       std::vector<double> start, greedy, sampled, paired;
       double attention_credit = 0, total = 0, tokens = 0, rollout_seconds = 0;
       for (const auto& [seed, s] : runs[arm]) {
@@ -141,7 +283,8 @@ inline std::string run_experiments(const trainer_options& base, const experiment
         results.push_back({{"task", task_name}, {"arm", arm}, {"seed", seed}, {"warm_start_greedy", start.back()},
                            {"final_greedy", greedy.back()}, {"final_sampled", sampled.back()},
                            {"steps", s.steps}, {"t_rollout", s.t_rollout}, {"t_attention", s.t_attention},
-                           {"t_credit", s.t_credit}, {"t_update", s.t_update}, {"rollout_tokens", s.rollout_tokens}});
+                           {"t_credit", s.t_credit}, {"t_update", s.t_update}, {"rollout_tokens", s.rollout_tokens},
+                           {"rhythm_lift", std::isfinite(s.rhythm.lift) ? nlohmann::json(s.rhythm.lift) : nlohmann::json()}});
       }
       char share[32], rate[32];
       std::snprintf(share, sizeof share, "%.2f %%", total > 0 ? 100 * attention_credit / total : 0.0);
@@ -152,6 +295,7 @@ inline std::string run_experiments(const trainer_options& base, const experiment
                share + " | " + rate + " |\n";
     }
   }
+  table += "\nRhythm statistics of the final models' greedy traces of the held-out problems (trace_rhythm):\n\n" + rhythm_table;
   std::ofstream(out / "results.md") << table;
   std::ofstream(out / "results.json") << results.dump(2) << '\n';
   return table;

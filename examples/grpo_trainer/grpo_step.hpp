@@ -37,6 +37,7 @@
 #include <vector>
 
 #include <rhythm/credit/advantages.hpp>
+#include <rhythm/tokens/peaks.hpp>
 #include <rhythm/torch.hpp>
 
 #include "model.hpp"
@@ -213,6 +214,39 @@ inline void ppo_update(transformer& model, ::torch::optim::Optimizer& optimizer,
     stats.ratio += result.mean_ratio / double(parts);
     stats.grad_norm += norm / double(parts);
   }
+}
+
+/// The rhythm statistics (rhythm_statistics, tokens/peaks.hpp) of the greedy traces of `problems`, their
+/// Q and K recorded from `layers` while decoding: how often an FAI peak follows a WAAD peak within 3
+/// tokens, against the same share with the WAAD peaks at shuffled positions (lift = share / baseline),
+/// and the token entropy at WAAD peaks against the mean. WAAD and FAI are the pipeline's (local and
+/// global head groups of the run's parameters); q and the horizons are the run's.
+inline rhythm::rhythm_stats trace_rhythm(transformer& model, const tokenizer& tok, std::span<const problem> problems,
+                                         const trainer_options& opt, const std::vector<std::int64_t>& layers) {
+  std::vector<std::string> prompts;
+  for (const auto& p : problems) prompts.push_back(p.prompt);
+  sampling_options sampling;
+  sampling.samples_per_prompt = 1;
+  sampling.max_new_tokens = opt.max_new_tokens;
+  sampling.temperature = 0.0;
+  sampling.capture_layers = layers;
+  const auto traces = sample(model, encode_prompts(tok, prompts), sampling);
+  const auto R = traces.rows();
+  rhythm::torch::credit_assigner signals(rhythm::shaping::any::parse("uniform"), pipeline_params_of(opt), opt.threads);
+  const auto out = signals({.q = traces.q,
+                            .k = traces.k,
+                            .segments = rhythm::torch::segments_tensor(traces.segments),
+                            .rewards = ::torch::zeros({R}),
+                            .group_ids = ::torch::arange(R, ::torch::kInt64)});
+  const auto waad = out.diagnostics.waad.cpu().contiguous(), fai = out.diagnostics.fai.cpu().contiguous();
+  const auto entropy = traces.entropy.cpu().contiguous();
+  rhythm::rhythm_stats_params params;
+  params.selection = {opt.q, false};
+  params.horizon = {opt.horizon_lo, opt.horizon_hi};
+  return rhythm::rhythm_statistics(rhythm::exec::seq{}, rhythm::torch::view<const float, 2>(waad, "waad"),
+                                   rhythm::torch::view<const float, 2>(fai, "fai"),
+                                   rhythm::torch::view<const float, 2>(entropy, "entropy"),
+                                   rhythm::make_view(std::span<const rhythm::segment>(traces.segments)), params);
 }
 
 /// Rewards [R] float32 (CPU) of the rollouts of `problems` (row r answers problems[r / G]).

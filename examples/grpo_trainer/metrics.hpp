@@ -6,6 +6,7 @@
 /// warm-start lines and the lines of steps < s, so that it reads as one uninterrupted run.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -44,6 +45,14 @@ inline nlohmann::json to_json(const step_stats& s) {
 inline nlohmann::json to_json(std::int64_t step, const eval_result& e) {
   return {{"phase", "eval"}, {"step", step}, {"greedy", e.greedy}, {"sampled", e.sampled},
           {"greedy_length", e.greedy_length}};
+}
+
+/// The rhythm statistics of the traces at `step` (trace_rhythm); undefined shares are null.
+inline nlohmann::json to_json(std::int64_t step, const rhythm::rhythm_stats& r) {
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"phase", "rhythm"}, {"step", step}, {"waad_peaks", r.waad_peaks}, {"fai_peaks", r.fai_peaks},
+          {"fai_peaks_following", r.fai_peaks_following}, {"share", number(r.share)}, {"baseline", number(r.baseline)},
+          {"lift", number(r.lift)}, {"entropy_ratio", number(r.entropy_ratio)}};
 }
 
 /// Appends JSON lines to a file, flushing each one.

@@ -1,7 +1,7 @@
 #pragma once
 /// Every knob of the trainer, its default, and its command-line flag (CLI11).
 ///
-///   grpo::trainer_options opt;                 // defaults: the demo's run (the chain task)
+///   grpo::trainer_options opt;                 // defaults: the demo's run (the rule task)
 ///   CLI::App app;  grpo::add_trainer_options(app, opt);  CLI11_PARSE(app, argc, argv);
 ///   grpo::validate(opt);                       // cross-field checks; std::invalid_argument naming the flag
 ///
@@ -48,7 +48,7 @@ inline constexpr std::int64_t max_sequence_length = 1024;
 
 struct trainer_options {
   // Run
-  std::string task = "chain";
+  std::string task = "rule";
   int level = 0;                   ///< task difficulty level (0, 1, 2)
   std::uint64_t seed = 1;          ///< problems, initial weights, sampling
   std::string device = "auto";     ///< cpu, cuda or auto (cuda when LibTorch has it)
@@ -75,7 +75,7 @@ struct trainer_options {
   std::int64_t max_new_tokens = 128;
   double temperature = 1.0;        ///< rollout temperature; the update's policy is softmax(logits / temperature)
   std::int64_t minibatches = 2;    ///< PPO mini-batches per step (one pass over the rollouts)
-  double rl_lr = 3e-5;
+  double rl_lr = 3e-4;
   double weight_decay = 0.0;
   double clip_epsilon = 0.2, clip_epsilon_high = 0.2;
   double grad_clip = 1.0;

@@ -2,7 +2,8 @@
 /// A whole run, top to bottom: set up, warm start (or load one), GRPO steps with held-out evaluations
 /// and checkpoints, curves. The files under opt.out_dir:
 ///
-///   metrics.jsonl    one JSON object per warm-start report, GRPO step and evaluation (metrics.hpp)
+///   metrics.jsonl    one JSON object per warm-start report, GRPO step and evaluation (metrics.hpp), and
+///                    last the rhythm statistics of the final model's held-out greedy traces (trace_rhythm)
 ///   warm_start.pt    the model after the warm start (start GRPO from it with --init-from)
 ///   checkpoint.pt    the latest GRPO checkpoint (continue with --resume; checkpoint.hpp)
 ///   curves.png       reward, held-out accuracy, gamma and the step time split (curves.hpp)
@@ -45,6 +46,7 @@ struct run_summary {
   std::int64_t steps = 0;  ///< GRPO steps run by this process
   double t_rollout = 0.0, t_attention = 0.0, t_credit = 0.0, t_update = 0.0;  ///< summed over those steps
   std::int64_t rollout_tokens = 0;
+  rhythm::rhythm_stats rhythm;  ///< of the final model's greedy traces of the held-out problems (trace_rhythm)
 
   const eval_result& final_eval() const { return evals.back().second; }
 };
@@ -167,6 +169,8 @@ inline run_summary run_training(const trainer_options& opt, const task* task_ove
     }
   }
   if (summary.evals.empty() || summary.evals.back().first != opt.rl_steps) report(opt.rl_steps);
+  summary.rhythm = trace_rhythm(model, tok, eval_set, opt, layers);
+  log.write(to_json(opt.rl_steps, summary.rhythm));
   write_run_curves((out / "metrics.jsonl").string(), (out / "curves.png").string(), opt.shaping);
   return summary;
 }

@@ -354,4 +354,55 @@ TEST(Experiments, IntervalsUseStudentT) {
   for (int df = 1; df <= 10; ++df) EXPECT_DOUBLE_EQ(grpo::t_quantile_95(df), t_table[df - 1]) << df;
 }
 
+TEST(Experiments, ArmsAreShapingNamesWithAnOptionalBottomQAblation) {
+  const grpo::trainer_options base;
+  EXPECT_EQ(grpo::arm_options(base, "random").shaping, "random");
+  EXPECT_FALSE(grpo::arm_options(base, "random").bottom_q);
+  const auto ablation = grpo::arm_options(base, "coupled_rhythm+bottom_q");
+  EXPECT_EQ(ablation.shaping, "coupled_rhythm");
+  EXPECT_TRUE(ablation.bottom_q);
+  for (const auto* bad : {"grpo+bottom_q", "+bottom_q", "coupled", "coupled_rhythm+top_q"}) {
+    try {
+      (void)grpo::arm_options(base, bad);
+      FAIL() << bad;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(bad).substr(0, 4)), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(Experiments, RunsInParallelProcessesGiveTheResultsOfRunsOneAfterAnother) {
+  grpo::experiment_plan plan;
+  plan.tasks = {"rule"};
+  plan.arms = {"grpo", "coupled_rhythm+bottom_q"};
+  plan.seeds = {1, 2};
+  std::vector<nlohmann::json> results;
+  fs::path dir;
+  for (const int jobs : {1, 2}) {
+    dir = fresh_dir("jobs" + std::to_string(jobs));
+    auto opt = tiny_run(dir);
+    opt.threads = 1;
+    plan.jobs = jobs;
+    (void)grpo::run_experiments(opt, plan);
+    auto j = nlohmann::json::parse(std::ifstream(dir / "results.json"));
+    for (auto& run : j)
+      for (const auto* key : {"t_rollout", "t_attention", "t_credit", "t_update"}) run.erase(key);
+    results.push_back(j);
+    EXPECT_EQ(fs::exists(dir / "rule" / "seed2" / "coupled_rhythm+bottom_q" / "log.txt"), jobs > 1);
+  }
+  ASSERT_EQ(results[0].size(), 4u);
+  EXPECT_EQ(results[0], results[1]);
+  EXPECT_EQ(results[0][1]["steps"], 4);
+  // Every run ends with the rhythm statistics of its greedy traces.
+  const auto metrics = dir / "rule" / "seed1" / "grpo" / "metrics.jsonl";
+  std::ifstream in(metrics);
+  nlohmann::json last;
+  for (std::string line; std::getline(in, line);) last = nlohmann::json::parse(line);
+  EXPECT_EQ(last["phase"], "rhythm") << metrics;
+  EXPECT_GT(last["waad_peaks"].get<std::int64_t>(), 0);
+  EXPECT_GT(last["fai_peaks"].get<std::int64_t>(), 0);
+  EXPECT_LE(last["fai_peaks_following"].get<std::int64_t>(), last["fai_peaks"].get<std::int64_t>());
+  EXPECT_TRUE(results[0][0]["rhythm_lift"].is_number()) << results[0][0];
+}
+
 }  // namespace

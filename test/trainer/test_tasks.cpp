@@ -317,13 +317,16 @@ TEST(Chain, GuessingTheCommonestAnswerEarnsLittle) {
 
 TEST(Rule, HiddenStepsFollowTheRuleAndTheWrittenSolutionsGuess) {
   namespace ch = grpo::chain;
-  const ch::instance p{{{'3', '>', '4'}, {'a', '?', '2'}, {'6', '?', 'b'}}};
+  const ch::instance p{{{'3', '>', '4'}, {'a', '?', '2'}, {'6', '?', 'b'}}, /*whole_state=*/true};
   EXPECT_EQ(ch::prompt_of(p), "a=3>4,b=a?2,c=6?b:");
   EXPECT_EQ(ch::values(p), (std::vector<int>{4, 4, 6}));  // 4 is even: max(4, 2); 6 is even: max(6, 4)
-  EXPECT_EQ(ch::trace(p, ch::rule), "a=3>4=3>4=4;b=a?2=4>2=4;c=6?b=6>4=6;ans 6");
+  EXPECT_EQ(ch::trace(p, ch::rule), "a=3>4=3>4=4;b=a?2=4>2=4;c=6?b=6>4=6;ans 446");
   const auto always_min = [](int) { return '<'; };
-  EXPECT_EQ(ch::trace(p, always_min), "a=3>4=3>4=4;b=a?2=4<2=2;c=6?b=6<2=2;ans 2");  // a guess carried on
+  EXPECT_EQ(ch::trace(p, always_min), "a=3>4=3>4=4;b=a?2=4<2=2;c=6?b=6<2=2;ans 422");  // a guess carried on
   EXPECT_EQ(ch::verify(p, ch::trace(p, always_min)), 0.0f);
+  EXPECT_EQ(ch::verify(p, "ans 446"), 1.0f);
+  EXPECT_EQ(ch::verify(p, "ans 6"), 0.0f);  // the whole state, not the last value
+  EXPECT_EQ(ch::verify(p, "ans 4460"), 0.0f);
   EXPECT_EQ(ch::rule(3), '<');
 
   // Generated problems have exactly `hidden` '?' steps; the writer's guesses are a fair coin whatever
@@ -335,6 +338,7 @@ TEST(Rule, HiddenStepsFollowTheRuleAndTheWrittenSolutionsGuess) {
     constexpr int problems = 4000;
     for (int i = 0; i < problems; ++i) {
       const auto q = ch::generate(rng, grpo::split::train, prm);
+      ASSERT_TRUE(q.whole_state);
       ASSERT_EQ(std::count_if(q.steps.begin(), q.steps.end(), [](auto& s) { return s.op == '?'; }), prm.hidden);
       const auto written = ch::write_solution(q, rng, prm);
       verified += ch::verify(q, written) == 1.0f;
@@ -353,10 +357,10 @@ TEST(Rule, HiddenStepsFollowTheRuleAndTheWrittenSolutionsGuess) {
     const double sigma = std::sqrt(guesses * 0.25);
     EXPECT_NEAR(guessed_max, guesses / 2.0, 6 * sigma);
     EXPECT_NEAR(guessed_right, guesses / 2.0, 6 * sigma);
-    // The guesses cost the teacher (and a fixed choice as much): the rule is worth ~55 points.
+    // The guesses cost the teacher (and a fixed choice as much): the rule is worth 50-70 points.
     EXPECT_LT(verified, problems * 0.5);
     EXPECT_LT(always_max, problems * 0.5);
-    EXPECT_GT(verified, problems * 0.3);
+    EXPECT_GT(verified, problems * 0.2);
   }
 }
 

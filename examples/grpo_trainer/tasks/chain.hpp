@@ -23,14 +23,19 @@
 /// from the problem, never read from the trace); 0 otherwise. Final values are not uniform: always
 /// answering the commonest one (0) earns ~13 % (the task test prints it).
 ///
-/// Hidden steps (the `rule` task: params::hidden > 0): that many steps, drawn uniformly, are written
-/// "x?y" in the prompt, and the other steps use > and < only. '?' is max when the left operand's value is
-/// even and min when it is odd (the rule); nothing in the written solutions reveals it: their writer
-/// guesses > or < with equal odds at every '?' and carries the guessed value on, as a teacher who does
-/// not know the rule would. The warm start so learns the procedure and a coin flip at each '?'; only the
-/// reward can teach the rule. Each record writes the operator it applied: "c=6?b=6>5=6;". Max and min
-/// only, because a 2-layer d 64 model learns them several times faster than + and - mod 10 (README),
-/// and the sampled procedure must be clean for the reward to speak about the '?' choices.
+/// The `rule` task: hidden steps and the whole state as the answer (params::hidden > 0). That many
+/// steps, drawn uniformly, are written "x?y" in the prompt; the other steps use > and < only. '?' is max
+/// when the left operand's value is even and min when it is odd (the rule). Nothing in the written
+/// solutions reveals it: their writer guesses > or < with equal odds at every '?' and carries the
+/// guessed value on, as a teacher who does not know the rule would. The warm start so learns the
+/// procedure and a coin flip at each '?'; only the reward can teach the rule. Each record writes the
+/// operator it applied ("c=6?b=6>5=6;"), and the answer is every letter's value in order
+/// ("ans 446678"), so that a wrong guess costs the reward whenever it changes a value.
+/// Why max and min only: a 2-layer d 64 model learns them several times faster than + and - mod 10
+/// (README), and the sampled procedure must be clean for the reward to speak about the '?' choices.
+/// Why the whole state: chains of max and min converge on a few digits, and with the last value as
+/// the answer GRPO found a shortcut that guesses it (48 % greedy from traces that no longer follow
+/// the procedure; README).
 #include <algorithm>
 #include <cstdint>
 #include <random>
@@ -60,12 +65,12 @@ inline params params_for_level(int level) {
   }
 }
 
-/// The `rule` task (max and min only): level 0: 6 steps with 4 hidden; level 1: 8 with 5; level 2: 12 with 7.
+/// The `rule` task (max and min only): level 0: 6 steps with 2 hidden; level 1: 8 with 3; level 2: 12 with 4.
 inline params rule_params_for_level(int level) {
   switch (level) {
-    case 0: return {6, 4, "><"};
-    case 1: return {8, 5, "><"};
-    case 2: return {12, 7, "><"};
+    case 0: return {6, 2, "><"};
+    case 1: return {8, 3, "><"};
+    case 2: return {12, 4, "><"};
     default: throw std::invalid_argument("rule: difficulty level " + std::to_string(level) + " outside [0, 2]");
   }
 }
@@ -80,6 +85,7 @@ struct step {
 
 struct instance {
   std::vector<step> steps;  ///< steps[i] assigns letter 'a' + i
+  bool whole_state = false; ///< the answer is every letter's value ("ans 446678"), not the last one
 };
 
 /// The operator a hidden step '?' applies to the values x op y: max when x is even, min when odd.
@@ -115,7 +121,15 @@ inline std::string prompt_of(const instance& p) {
 }
 
 inline std::string canonical_key(const instance& p) { return "chain:" + prompt_of(p); }
-inline std::string reference_answer(const instance& p) { return std::to_string(values(p).back()); }
+/// The answer text of the letters' `values`: the last one, or all of them in order (whole_state).
+inline std::string answer_of(const instance& p, const std::vector<int>& values) {
+  if (!p.whole_state) return std::to_string(values.back());
+  std::string digits;
+  for (const int v : values) digits += char('0' + v);
+  return digits;
+}
+
+inline std::string reference_answer(const instance& p) { return answer_of(p, values(p)); }
 
 /// A problem of split `s`: deterministic in the state of `rng`.
 inline instance generate(std::mt19937_64& rng, split s, const params& prm) {
@@ -123,6 +137,7 @@ inline instance generate(std::mt19937_64& rng, split s, const params& prm) {
   if (prm.hidden < 0 || prm.hidden > prm.steps) throw std::invalid_argument("chain: hidden steps in [0, steps]");
   for (;;) {
     instance p;
+    p.whole_state = prm.hidden > 0;
     std::vector<bool> read(static_cast<std::size_t>(prm.steps), false);
     for (int i = 0; i < prm.steps; ++i) {
       auto digit = [&] { return static_cast<char>('0' + uniform_int(rng, 0, 9)); };
@@ -156,7 +171,7 @@ inline instance generate(std::mt19937_64& rng, split s, const params& prm) {
   }
 }
 
-/// "x=u op v=U op V=w;" per step, then "ans <last value>", with '?' read by `resolve(x)`: the rule
+/// "x=u op v=U op V=w;" per step, then "ans " and the answer, with '?' read by `resolve(x)`: the rule
 /// gives the correct trace, a guess a teacher's.
 template <class Resolve>
 std::string trace(const instance& p, Resolve resolve) {
@@ -171,7 +186,7 @@ std::string trace(const instance& p, Resolve resolve) {
     text += std::string{char('a' + i), '=', s.left, s.op, s.right, '=', char('0' + x), op, char('0' + y), '=',
                         char('0' + value.back()), ';'};
   }
-  return text + "ans " + std::to_string(value.back());
+  return text + "ans " + answer_of(p, value);
 }
 
 /// The written solution: the trace with a guess at every '?' (> or <, equal odds, from `rng`);
@@ -180,10 +195,10 @@ inline std::string write_solution(const instance& p, std::mt19937_64& rng, const
   return trace(p, [&](int) { return uniform_int(rng, 0, 1) ? '>' : '<'; });
 }
 
-/// 1 when the text after the last "ans " is exactly the last letter's value, else 0.
+/// 1 when the text after the last "ans " is exactly the answer (reference_answer), else 0.
 inline float verify(const instance& p, std::string_view response) {
   const auto answer = final_answer(response, "ans ");
-  return answer && *answer == std::to_string(values(p).back()) ? 1.0f : 0.0f;
+  return answer && *answer == reference_answer(p) ? 1.0f : 0.0f;
 }
 
 }  // namespace grpo::chain
