@@ -110,13 +110,13 @@ inline rhythm::torch::credit_assigner credit_assigner_of(const trainer_options& 
 
 /// Plain GRPO: A_b on every response token of row b (gamma = 1).
 inline credit_assignment group_advantage_credit(const rollout_batch& rollouts, const ::torch::Tensor& rewards,
-                                                const trainer_options& opt) {
+                                                const rhythm::advantage_params& params) {
   const std::int64_t R = rollouts.rows(), N = rollouts.tokens.size(1);
   auto advantages = ::torch::zeros({R}, ::torch::kFloat32);
   const auto group_ids = rollouts.group_ids.contiguous();
   rhythm::grpo_advantages(rhythm::exec::seq{}, rhythm::torch::view<const float, 1>(rewards, "rewards"),
                           rhythm::torch::view<const std::int64_t, 1>(group_ids, "group_ids"),
-                          rhythm::torch::view<float, 1>(advantages, "advantages"), pipeline_params_of(opt).advantages);
+                          rhythm::torch::view<float, 1>(advantages, "advantages"), params);
   const auto mask = rhythm::torch::response_mask(rollouts.segments, N);
   return {::torch::ones({R, N}), advantages.unsqueeze(1) * mask.to(::torch::kFloat32), {}};
 }
@@ -260,6 +260,18 @@ inline ::torch::Tensor rewards_of(const task& t, const tokenizer& tok, std::span
   return rewards;
 }
 
+/// What a step does, decided once from the options (the step compares no strings).
+struct step_plan {
+  bool plain_grpo = true;               ///< --shaping grpo: the group advantage on every token, no attention pass
+  bool record_while_sampling = false;   ///< rhythm's policies with --attention-pass capture
+  rhythm::advantage_params advantages;  ///< --dr-grpo
+
+  static step_plan of(const trainer_options& opt) {
+    const bool plain = is_plain_grpo(opt.shaping);
+    return {plain, !plain && opt.attention_pass == "capture", pipeline_params_of(opt).advantages};
+  }
+};
+
 /// Everything one GRPO step reads and advances.
 struct grpo_context {
   transformer& model;
@@ -271,6 +283,7 @@ struct grpo_context {
   std::vector<std::int64_t> capture_layers;
   std::mt19937_64& problem_rng;
   ::at::Generator sampling;
+  step_plan plan = step_plan::of(opt);
 };
 
 /// One GRPO step (see the file comment).
@@ -292,8 +305,7 @@ inline step_stats grpo_step(grpo_context& ctx, std::int64_t step) {
   sampling.max_new_tokens = opt.max_new_tokens;
   sampling.temperature = opt.temperature;
   sampling.generator = ctx.sampling;
-  if (!is_plain_grpo(opt.shaping) && opt.attention_pass == "capture")
-    sampling.capture_layers = ctx.capture_layers;
+  if (ctx.plan.record_while_sampling) sampling.capture_layers = ctx.capture_layers;
   const auto rollouts = sample(ctx.model, encode_prompts(ctx.tok, prompts), sampling);
   const auto rewards = rewards_of(ctx.problems_task, ctx.tok, problems, rollouts, opt.group);
   stats.t_rollout = seconds_since(start, device);
@@ -306,8 +318,8 @@ inline step_stats grpo_step(grpo_context& ctx, std::int64_t step) {
 
   start = std::chrono::steady_clock::now();
   credit_assignment credit;
-  if (is_plain_grpo(opt.shaping)) {
-    credit = group_advantage_credit(rollouts, rewards, opt);
+  if (ctx.plan.plain_grpo) {
+    credit = group_advantage_credit(rollouts, rewards, ctx.plan.advantages);
   } else {
     credit = rhythm_credit(ctx.model, rollouts, rewards, opt, ctx.capture_layers, ctx.credit, step, stats.t_attention);
   }

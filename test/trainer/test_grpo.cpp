@@ -77,7 +77,7 @@ TEST(GrpoStep, PositiveAdvantageRaisesTheSamplesLogProbability) {
   grpo::trainer_options opt;
   opt.minibatches = 1;
   opt.shaping = "grpo";
-  const auto credit = grpo::group_advantage_credit(r.batch, r.rewards, opt);
+  const auto credit = grpo::group_advantage_credit(r.batch, r.rewards, grpo::pipeline_params_of(opt).advantages);
   ASSERT_GT(credit.shaped[0].abs().sum().item<double>(), 0.0);
   const double before_pos = response_logp(model, r.batch, 0), before_neg = response_logp(model, r.batch, 1);
   ::torch::optim::AdamW optimizer(model->parameters(), ::torch::optim::AdamWOptions(1e-2).weight_decay(0.0));
@@ -95,7 +95,7 @@ TEST(GrpoStep, GrpoAndUniformGiveIdenticalUpdates) {
   const auto r = sample_small(a, grpo::default_capture_layers(2));
   grpo::trainer_options opt;
   opt.shaping = "grpo";
-  const auto plain = grpo::group_advantage_credit(r.batch, r.rewards, opt);
+  const auto plain = grpo::group_advantage_credit(r.batch, r.rewards, grpo::pipeline_params_of(opt).advantages);
   opt.shaping = "uniform";
   auto assigner = grpo::credit_assigner_of(opt);
   ASSERT_EQ(assigner.policy.which, rhythm::shaping::kind::uniform);
@@ -119,7 +119,7 @@ TEST(GrpoStep, AmplifyingPoliciesScaleTheGroupAdvantage) {
   auto model = tiny_model(3);
   const auto r = sample_small(model, {0, 1});
   grpo::trainer_options opt;
-  const auto plain = grpo::group_advantage_credit(r.batch, r.rewards, opt);
+  const auto plain = grpo::group_advantage_credit(r.batch, r.rewards, grpo::pipeline_params_of(opt).advantages);
   // One assigner reused across the policies (its pipeline's buffers too), the policy swapped per kind.
   auto assigner = grpo::credit_assigner_of(opt);
   for (const auto* kind : {"local_chunk", "global_anchor", "coupled_rhythm", "random", "entropy"}) {

@@ -1,11 +1,11 @@
 // Anatomy of one GRPO step, measured: rollout with and without the Q/K recording, the alternative
 // separate attention forward, rhythm's credit, and the PPO update, on the trainer's default shapes
-// (Countdown, 16 prompts x G 8, 2 layers, d 64), after a short warm start so that responses have their
+// (the default task, 16 prompts x G 8, 2 layers, d 64), after a short warm start so that responses have their
 // trained length. Variants of one quantity are timed interleaved, repetition by repetition, so that the
 // ratios compare like with like on a shared machine; medians are reported.
 //
-//   cmake --preset release && cmake --build --preset release --target grpo_timing_probe
-//   OMP_WAIT_POLICY=passive build/release/examples/grpo_trainer/grpo_timing_probe [threads=2] [warm_start_steps=300] [reps=15]
+//   cmake --preset bench && cmake --build --preset bench --target grpo_timing_probe
+//   OMP_WAIT_POLICY=passive build/bench/bench/grpo_timing_probe [threads=2] [warm_start_steps=300] [reps=15]
 #include <torch/torch.h>
 
 #include <algorithm>
