@@ -1,7 +1,7 @@
 #pragma once
 /// Learning curves from metrics.jsonl files, as PNG (plot.hpp).
 ///
-///   read_metrics          the series of one run's metrics file
+///   read_metrics          the series of one run's metrics file (and its rhythm statistics line)
 ///   write_run_curves      one run: training reward (and its 20-step moving mean), held-out greedy pass@1 and
 ///                         avg@k, gamma (mean and amplified share), step time split
 ///   write_arm_comparison  several arms, each averaged over its runs (seeds): held-out greedy pass@1 and
@@ -9,12 +9,15 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <fstream>
 #include <map>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <rhythm/core/token_types.hpp>
 
 #include "plot.hpp"
 
@@ -24,6 +27,7 @@ namespace grpo {
 struct run_curves {
   std::vector<double> step, reward, gamma_mean, amplified, t_rollout, t_attention, t_credit, t_update, rollout_tokens;
   std::vector<double> eval_step, greedy, sampled;
+  rhythm::rhythm_stats rhythm;  ///< the "rhythm" line (NaN shares where it has null or is absent)
 };
 
 inline run_curves read_metrics(const std::string& path) {
@@ -44,6 +48,12 @@ inline run_curves read_metrics(const std::string& path) {
       c.eval_step.push_back(j["step"].get<double>());
       c.greedy.push_back(j["greedy"].get<double>());
       c.sampled.push_back(j["sampled"].get<double>());
+    } else if (phase == "rhythm") {
+      auto number = [&](const char* key) { return j[key].is_number() ? j[key].get<double>() : NAN; };
+      c.rhythm.waad_peaks = j["waad_peaks"], c.rhythm.fai_peaks = j["fai_peaks"];
+      c.rhythm.fai_peaks_following = j["fai_peaks_following"];
+      c.rhythm.share = number("share"), c.rhythm.baseline = number("baseline"), c.rhythm.lift = number("lift");
+      c.rhythm.entropy_ratio = number("entropy_ratio");
     }
   }
   return c;

@@ -65,13 +65,16 @@ inline interval interval_of(const std::vector<double>& x) {
   return out;
 }
 
-/// "41.2 ± 3.1" in percent ("41.2" without an interval).
-inline std::string percent(const interval& i) {
+/// "1.31 ± 0.21" with `digits` decimals ("1.31" without an interval), of the interval times `scale`.
+inline std::string interval_text(const interval& i, double scale = 1.0, int digits = 2) {
   char text[64];
-  if (std::isnan(i.half_width)) std::snprintf(text, sizeof text, "%.1f", 100 * i.mean);
-  else std::snprintf(text, sizeof text, "%.1f ± %.1f", 100 * i.mean, 100 * i.half_width);
+  if (std::isnan(i.half_width)) std::snprintf(text, sizeof text, "%.*f", digits, scale * i.mean);
+  else std::snprintf(text, sizeof text, "%.*f ± %.*f", digits, scale * i.mean, digits, scale * i.half_width);
   return text;
 }
+
+/// "41.2 ± 3.1" in percent ("41.2" without an interval).
+inline std::string percent(const interval& i) { return interval_text(i, 100.0, 1); }
 
 /// 16 hex digits naming the warm start of `opt`: a hash of what it depends on (task, level, seed, model,
 /// warm-start options, threads).
@@ -112,29 +115,19 @@ struct arm_run {
   run_summary summary;
 };
 
-/// A finished run's summary, from its metrics file (what run_training returned to the process that ran it).
-inline run_summary summary_of(const std::filesystem::path& metrics) {
-  const auto c = read_metrics(metrics.string());
+/// A finished run's summary, from its metrics series (what run_training returned to the process that ran it).
+inline run_summary summary_of(const run_curves& c, const std::string& name) {
   run_summary s;
   for (std::size_t i = 0; i < c.eval_step.size(); ++i)
     s.evals.emplace_back(static_cast<std::int64_t>(c.eval_step[i]), eval_result{c.greedy[i], c.sampled[i], 0.0});
-  if (s.evals.empty()) throw std::runtime_error("experiments: no evaluation in '" + metrics.string() + "'");
+  if (s.evals.empty()) throw std::runtime_error("experiments: no evaluation in '" + name + "'");
   s.steps = static_cast<std::int64_t>(c.step.size());
-  std::ifstream in(metrics);
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    if (j.value("phase", "") != "rhythm") continue;
-    auto number = [&](const char* key) { return j[key].is_number() ? j[key].get<double>() : NAN; };
-    s.rhythm.waad_peaks = j["waad_peaks"], s.rhythm.fai_peaks = j["fai_peaks"];
-    s.rhythm.fai_peaks_following = j["fai_peaks_following"];
-    s.rhythm.share = number("share"), s.rhythm.baseline = number("baseline"), s.rhythm.lift = number("lift");
-    s.rhythm.entropy_ratio = number("entropy_ratio");
-  }
   for (std::size_t i = 0; i < c.step.size(); ++i) {
     s.t_rollout += c.t_rollout[i], s.t_attention += c.t_attention[i];
     s.t_credit += c.t_credit[i], s.t_update += c.t_update[i];
     s.rollout_tokens += static_cast<std::int64_t>(c.rollout_tokens[i]);
   }
+  s.rhythm = c.rhythm;
   return s;
 }
 
@@ -239,28 +232,25 @@ inline std::string run_experiments(const trainer_options& base, const experiment
     for (const auto& s : summaries)
       share.push_back(s.rhythm.share), baseline.push_back(s.rhythm.baseline), lift.push_back(s.rhythm.lift),
           entropy.push_back(s.rhythm.entropy_ratio);
-    auto ratio = [](const interval& i) {
-      char text[64];
-      if (std::isnan(i.half_width)) std::snprintf(text, sizeof text, "%.2f", i.mean);
-      else std::snprintf(text, sizeof text, "%.2f ± %.2f", i.mean, i.half_width);
-      return std::string(text);
-    };
     rhythm_table += "| " + task + " | " + who + " | " + std::to_string(summaries.size()) + " | " +
                     percent(interval_of(share)) + " | " + percent(interval_of(baseline)) + " | " +
-                    ratio(interval_of(lift)) + " | " + ratio(interval_of(entropy)) + " |\n";
+                    interval_text(interval_of(lift)) + " | " + interval_text(interval_of(entropy)) + " |\n";
   };
   nlohmann::json results = nlohmann::json::array();
   for (const auto& task_name : plan.tasks) {
     std::vector<run_summary> warm_starts;
-    for (const auto seed : plan.seeds) warm_starts.push_back(summary_of(warm_dir(task_name, seed) / "metrics.jsonl"));
+    for (const auto seed : plan.seeds) {
+      const auto metrics = (warm_dir(task_name, seed) / "metrics.jsonl").string();
+      warm_starts.push_back(summary_of(read_metrics(metrics), metrics));
+    }
     rhythm_row(task_name, "warm start", warm_starts);
     std::map<std::string, std::vector<arm_run>> runs;
     std::map<std::string, std::vector<run_curves>> curves;
     for (const auto seed : plan.seeds)
       for (const auto& arm : plan.arms) {
-        const auto metrics = seed_dir(task_name, seed) / arm / "metrics.jsonl";
-        runs[arm].push_back({seed, summary_of(metrics)});
-        curves[arm].push_back(read_metrics(metrics.string()));
+        const auto metrics = (seed_dir(task_name, seed) / arm / "metrics.jsonl").string();
+        curves[arm].push_back(read_metrics(metrics));
+        runs[arm].push_back({seed, summary_of(curves[arm].back(), metrics)});
       }
     write_arm_comparison(curves, task_name, (out / (task_name + "_curves.png")).string());
     std::map<std::uint64_t, double> grpo_final;

@@ -232,7 +232,7 @@ inline rhythm::rhythm_stats trace_rhythm(transformer& model, const tokenizer& to
   sampling.capture_layers = layers;
   const auto traces = sample(model, encode_prompts(tok, prompts), sampling);
   const auto R = traces.rows();
-  rhythm::torch::credit_assigner signals(rhythm::shaping::any::parse("uniform"), pipeline_params_of(opt), opt.threads);
+  rhythm::torch::credit_assigner signals(rhythm::shaping::uniform{}, pipeline_params_of(opt), opt.threads);
   const auto out = signals({.q = traces.q,
                             .k = traces.k,
                             .segments = rhythm::torch::segments_tensor(traces.segments),

@@ -349,6 +349,7 @@ TEST(Experiments, IntervalsUseStudentT) {
   EXPECT_TRUE(std::isnan(grpo::interval_of({0.5}).half_width));
   EXPECT_EQ(grpo::percent({0.412, 0.031}), "41.2 ± 3.1");
   EXPECT_EQ(grpo::percent({0.5, NAN}), "50.0");
+  EXPECT_EQ(grpo::interval_text({1.3125, 0.214}), "1.31 ± 0.21");
   EXPECT_NEAR(grpo::t_quantile_95(100), 1.96, 1e-12);
   const double t_table[] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228};  // df 1-10
   for (int df = 1; df <= 10; ++df) EXPECT_DOUBLE_EQ(grpo::t_quantile_95(df), t_table[df - 1]) << df;
