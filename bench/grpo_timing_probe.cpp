@@ -16,9 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "evaluation.hpp"
-#include "grpo_step.hpp"
-#include "training.hpp"
+#define GRPO_TRAIN_NO_MAIN
+#include "train_grpo.cpp"
 
 namespace {
 

@@ -24,12 +24,13 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <rhythm/core/segments.hpp>
 
 #include "model.hpp"
-#include "tokenizer.hpp"
 
 namespace grpo {
 
@@ -132,6 +133,88 @@ struct rollout_batch {
   std::int64_t rows() const { return tokens.size(0); }
 };
 
+/// Records the post-RoPE Q and K of `layers` while `sample` decodes, as forward_with_qk would give them
+/// for the finished batch: Q [R, L*Hq, capacity, hd] and K [R, L*Hkv, capacity, hd]. forward_cached fills
+/// slots() with the appended tokens' Q and K; the prompt's are copied at once (prompt), each decode step's
+/// are kept as they are (step: the batch rows of the cache rows, the column) and scattered in one
+/// index_put_ per layer and tensor at the end (finish), since per-step copies cost more in op dispatch
+/// than the copying itself. `seconds` is the time spent recording.
+class qk_recorder {
+ public:
+  qk_recorder(const model_config& c, std::vector<std::int64_t> layers, std::int64_t rows, std::int64_t capacity,
+              const ::torch::TensorOptions& options)
+      : layers_(std::move(layers)), slots_(layers_.size()), steps_q_(layers_.size()), steps_k_(layers_.size()),
+        hq_(c.n_heads), hkv_(c.n_kv_heads) {
+    for (const auto l : layers_)
+      if (l < 0 || l >= c.n_layers)
+        throw std::out_of_range("sample: capture layer " + std::to_string(l) + " outside [0, " +
+                                std::to_string(c.n_layers) + ")");
+    const auto L = static_cast<std::int64_t>(layers_.size());
+    q_ = ::torch::zeros({rows, L * hq_, capacity, c.head_dim()}, options);
+    k_ = ::torch::zeros({rows, L * hkv_, capacity, c.head_dim()}, options);
+  }
+
+  const std::vector<std::int64_t>& layers() const { return layers_; }
+  layer_qk* slots() { return slots_.data(); }
+
+  /// The prefill's Q and K (every row, columns [0, P)).
+  void prompt(std::int64_t P) {
+    timed([&] {
+      for (std::size_t i = 0; i < layers_.size(); ++i) {
+        query_heads(i).narrow(2, 0, P).copy_(slots_[i].q);
+        key_heads(i).narrow(2, 0, P).copy_(slots_[i].k);
+      }
+    });
+  }
+
+  /// A decode step's Q and K: cache row j holds batch row rows[j], the token at `column`.
+  void step(const ::torch::Tensor& rows, std::int64_t column) {
+    timed([&] {
+      step_rows_.push_back(rows), step_columns_.push_back(column), step_sizes_.push_back(rows.numel());
+      for (std::size_t i = 0; i < layers_.size(); ++i)
+        steps_q_[i].push_back(slots_[i].q.squeeze(2)), steps_k_[i].push_back(slots_[i].k.squeeze(2));
+    });
+  }
+
+  /// Q and K of columns [0, N): every step scattered into place.
+  std::pair<::torch::Tensor, ::torch::Tensor> finish(std::int64_t N) {
+    timed([&] {
+      if (step_rows_.empty()) return;
+      const auto rows = ::torch::cat(step_rows_);
+      const auto columns = ::torch::repeat_interleave(::torch::tensor(step_columns_, ::torch::kInt64),
+                                                      ::torch::tensor(step_sizes_, ::torch::kInt64))
+                               .to(rows.device());
+      for (std::size_t i = 0; i < layers_.size(); ++i) {  // [R, H, N, hd] seen as [R, N, H, hd]: one (row, column) per item
+        query_heads(i).transpose(1, 2).index_put_({rows, columns}, ::torch::cat(steps_q_[i]));
+        key_heads(i).transpose(1, 2).index_put_({rows, columns}, ::torch::cat(steps_k_[i]));
+      }
+    });
+    return {q_.narrow(2, 0, N), k_.narrow(2, 0, N)};
+  }
+
+  /// Runs `work` and adds its time to `seconds`.
+  template <class Work>
+  void timed(Work&& work) {
+    const auto start = std::chrono::steady_clock::now();
+    work();
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  double seconds = 0.0;
+
+ private:
+  ::torch::Tensor query_heads(std::size_t i) { return q_.narrow(1, std::int64_t(i) * hq_, hq_); }
+  ::torch::Tensor key_heads(std::size_t i) { return k_.narrow(1, std::int64_t(i) * hkv_, hkv_); }
+
+  std::vector<std::int64_t> layers_;
+  std::vector<layer_qk> slots_;
+  ::torch::Tensor q_, k_;
+  std::vector<::torch::Tensor> step_rows_;
+  std::vector<std::int64_t> step_columns_, step_sizes_;
+  std::vector<std::vector<::torch::Tensor>> steps_q_, steps_k_;
+  std::int64_t hq_, hkv_;
+};
+
 /// Samples G responses per prompt with the KV cache, one token per step for all rows, until every
 /// row wrote EOS or max_new_tokens were written. After its EOS a row is fed PAD (masked, not
 /// recorded); whenever a quarter of the cached rows have finished, the finished rows leave the cache,
@@ -152,48 +235,16 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
   const auto prompt_valid = prompts.valid.to(device).repeat_interleave(G, 0);
   const std::int64_t R = prompt_tokens.size(0);
 
-  const auto& layers = opt.capture_layers;
-  for (const auto l : layers)
-    if (l < 0 || l >= model->config.n_layers)
-      throw std::out_of_range("sample: capture layer " + std::to_string(l) + " outside [0, " +
-                              std::to_string(model->config.n_layers) + ")");
-  const std::int64_t L = static_cast<std::int64_t>(layers.size()), Hq = model->config.n_heads,
-                     Hkv = model->config.n_kv_heads, hd = model->config.head_dim();
-  std::vector<layer_qk> captured(layers.size());
-  layer_qk* capture = layers.empty() ? nullptr : captured.data();
-  ::torch::Tensor q_all, k_all;
-  if (capture) {
-    q_all = ::torch::zeros({R, L * Hq, P + M, hd}, model->embedding->weight.options());
-    k_all = ::torch::zeros({R, L * Hkv, P + M, hd}, model->embedding->weight.options());
-  }
-  // Recording: the prompt's Q and K are copied at once; each decode step's are kept (rows, column, Q, K of
-  // each layer) and scattered into q_all and k_all after the loop, in one index_put_ per layer and tensor
-  // (per-step copies cost more in op dispatch than the copying itself).
-  double recording_seconds = 0.0;
-  auto timed = [&](auto&& work) {
-    const auto start = std::chrono::steady_clock::now();
-    work();
-    recording_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  std::vector<::torch::Tensor> step_rows;
-  std::vector<std::int64_t> step_columns, step_sizes;
-  std::vector<std::vector<::torch::Tensor>> step_q(layers.size()), step_k(layers.size());
-  auto record_step = [&](const ::torch::Tensor& batch_rows, std::int64_t column) {
-    if (!capture) return;
-    timed([&] {
-      step_rows.push_back(batch_rows), step_columns.push_back(column), step_sizes.push_back(batch_rows.numel());
-      for (std::size_t i = 0; i < layers.size(); ++i)
-        step_q[i].push_back(captured[i].q.squeeze(2)), step_k[i].push_back(captured[i].k.squeeze(2));
-    });
-  };
+  std::optional<qk_recorder> recorder;
+  if (!opt.capture_layers.empty())
+    recorder.emplace(model->config, opt.capture_layers, R, P + M, model->embedding->weight.options());
+  const std::vector<std::int64_t> no_layers;
+  const auto& layers = recorder ? recorder->layers() : no_layers;
+  layer_qk* capture = recorder ? recorder->slots() : nullptr;
 
   auto cache = model->new_cache(R, P + M);
   auto logits = model->forward_cached(cache, prompt_tokens, prompt_valid, layers, capture).select(1, P - 1);  // [R, V]
-  for (std::int64_t i = 0; capture && i < L; ++i)
-    timed([&] {
-      q_all.narrow(1, i * Hq, Hq).narrow(2, 0, P).copy_(captured[static_cast<std::size_t>(i)].q);
-      k_all.narrow(1, i * Hkv, Hkv).narrow(2, 0, P).copy_(captured[static_cast<std::size_t>(i)].k);
-    });
+  if (recorder) recorder->prompt(P);
   auto generated = ::torch::full({R, M}, tokenizer::pad, prompt_tokens.options());
   auto generated_logp = ::torch::zeros({R, M}, logits.options().dtype(::torch::kFloat32));
   auto generated_entropy = ::torch::zeros({R, M}, logits.options().dtype(::torch::kFloat32));
@@ -222,13 +273,13 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     ++steps;
     const std::int64_t live = done.logical_not().sum().item<std::int64_t>();
     if (steps == M || live == 0) {
-      if (capture) timed([&] {  // the last tokens' Q and K: feed them once more, for the rows that wrote one
+      if (recorder) recorder->timed([&] {  // the last tokens' Q and K: feed them once more, for the rows that wrote one
         const auto keep = was_done.logical_not().nonzero().squeeze(1);
         cache.keep_rows(keep);
         rows = rows.index_select(0, keep);
         (void)model->forward_cached(cache, next.index_select(0, keep).unsqueeze(1), {}, layers, capture);
       });
-      record_step(rows, P + steps - 1);
+      if (recorder) recorder->step(rows, P + steps - 1);
       break;
     }
     if (4 * live <= 3 * live_after_compaction) {  // a quarter fewer rows: drop those finished before this step
@@ -244,27 +295,17 @@ inline rollout_batch sample(transformer& model, const prompt_batch& prompts, con
     }
     logits = model->forward_cached(cache, next.unsqueeze(1), was_done.logical_not().unsqueeze(1), layers, capture)
                  .select(1, 0);
-    record_step(rows, P + steps - 1);
+    if (recorder) recorder->step(rows, P + steps - 1);
   }
-  if (capture) timed([&] {
-    const auto all_rows = ::torch::cat(step_rows);
-    const auto columns = ::torch::repeat_interleave(::torch::tensor(step_columns, ::torch::kInt64),
-                                                    ::torch::tensor(step_sizes, ::torch::kInt64))
-                             .to(all_rows.device());
-    for (std::int64_t i = 0; i < L; ++i) {  // [R, H, N, hd] seen as [R, N, H, hd]: one (row, column) per item
-      const auto li = static_cast<std::size_t>(i);
-      q_all.narrow(1, i * Hq, Hq).transpose(1, 2).index_put_({all_rows, columns}, ::torch::cat(step_q[li]));
-      k_all.narrow(1, i * Hkv, Hkv).transpose(1, 2).index_put_({all_rows, columns}, ::torch::cat(step_k[li]));
-    }
-  });
-
   rollout_batch out;
   out.prompt_width = P;
   out.tokens = ::torch::cat({prompt_tokens, generated.narrow(1, 0, steps)}, 1);
   out.logp = ::torch::cat({::torch::zeros({R, P}, generated_logp.options()), generated_logp.narrow(1, 0, steps)}, 1);
   out.entropy = ::torch::cat({::torch::zeros({R, P}, generated_entropy.options()), generated_entropy.narrow(1, 0, steps)}, 1);
-  if (capture) out.q = q_all.narrow(2, 0, P + steps), out.k = k_all.narrow(2, 0, P + steps);
-  out.recording_seconds = recording_seconds;
+  if (recorder) {
+    std::tie(out.q, out.k) = recorder->finish(P + steps);
+    out.recording_seconds = recorder->seconds;
+  }
   out.group_ids = ::torch::arange(R, ::torch::kInt64).div(G, "floor");
   const auto lengths_host = lengths.cpu();
   const auto tokens_host = out.tokens.cpu();

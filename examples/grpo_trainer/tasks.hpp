@@ -11,7 +11,7 @@
 ///
 /// Each task: a seeded generator (train and test disjoint by construction, tasks/common.hpp), a verifier
 /// (reward 1 or 0 from the final answer alone), a chain-of-thought solution writer for the supervised
-/// warm start, and difficulty levels 0 (default), 1 and 2. Prompts and solutions use tokenizer.hpp's
+/// warm start, and difficulty levels 0 (default), 1 and 2. Prompts and solutions use model.hpp's tokenizer's
 /// alphabet; the model sees BOS + prompt and writes solution + EOS.
 ///
 ///   std::mt19937_64 rng(seed);

@@ -13,12 +13,8 @@
 
 #include <torch/torch.h>
 
-#include "checkpoint.hpp"
-#include "experiments.hpp"
-#include "grpo_step.hpp"
-#include "metrics.hpp"
-#include "options.hpp"
-#include "training.hpp"
+#define GRPO_EXPERIMENTS_NO_MAIN  // the programs without their main(), as llm.c's tests include its trainer
+#include "grpo_experiments.cpp"
 
 namespace {
 

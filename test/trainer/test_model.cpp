@@ -14,7 +14,6 @@
 
 #include "model.hpp"
 #include "sampling.hpp"
-#include "tokenizer.hpp"
 
 namespace {
 

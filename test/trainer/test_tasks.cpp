@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "tasks.hpp"
-#include "tokenizer.hpp"
+#include "model.hpp"
 
 namespace {
 

@@ -1,18 +1,25 @@
-#pragma once
-/// The experiment runner: arms x seeds x tasks, and the results table.
-///
-/// Per (task, seed) one warm start is trained and every arm starts GRPO from it with the same seed, so
-/// arms see the same problems in the same order and differ only in their credit: the comparison is
-/// paired by seed. Per (task, arm) the table gives the final held-out greedy pass@1 and avg@k as
-/// mean and 95 % interval over seeds (Student t, n - 1 degrees of freedom; none for one seed), the
-/// paired difference of pass@1 against `grpo` (mean of per-seed differences, same interval), and the
-/// step time split; a second table gives the rhythm statistics of the warm starts' and every arm's
-/// final greedy traces (FAI peaks following WAAD peaks against a shuffled baseline). An arm is a --shaping name, or one with "+bottom_q" (arm_options). All warm starts
-/// run first, then all arms; `jobs` of them at once (run_all).
-///
-/// Files under out_dir: <task>/seed<s>/warm_start_<key>/ and <task>/seed<s>/<arm>/ (training.hpp's files of
-/// each run, and log.txt with its output when jobs > 1), results.md (the table), results.json (every run's numbers) and <task>_curves.png (curves.hpp).
-/// A warm start is reused when its directory exists: <key> hashes every option it depends on.
+// grpo_experiments: arms x seeds x tasks of the reference trainer (train_grpo.cpp) and the results table.
+// With no flag: the rule task, one seed, GRPO against coupled_rhythm.
+//
+//   build/release/examples/grpo_trainer/grpo_experiments --arms grpo,coupled_rhythm,random --seeds 1,2,3
+//   ... --jobs 2 --threads 1      two runs at once, one thread each (twice the throughput on 2 cores)
+//   build/release/examples/grpo_trainer/grpo_experiments --help      every knob (the trainer's as well)
+//
+// Per (task, seed) one warm start is trained and every arm starts GRPO from it with the same seed, so
+// arms see the same problems in the same order and differ only in their credit: the comparison is
+// paired by seed. Per (task, arm) the table gives the final held-out greedy pass@1 and avg@k as mean
+// and 95 % interval over seeds (Student t, n - 1 degrees of freedom; none for one seed), the paired
+// difference of pass@1 against `grpo` (mean of per-seed differences, same interval), and the step time
+// split; a second table gives the rhythm statistics of the warm starts' and every arm's final greedy
+// traces (FAI peaks following WAAD peaks against a shuffled baseline). An arm is a --shaping name, or
+// one with "+bottom_q" (arm_options). All warm starts run first, then all arms; `jobs` of them at once
+// (run_all), each in a child process.
+//
+// Files under --out: <task>/seed<s>/warm_start_<key>/ and <task>/seed<s>/<arm>/ (each run's files, see
+// train_grpo.cpp, and log.txt with its output when jobs > 1), results.md (the table), results.json
+// (every run's numbers) and <task>_curves.png (write_arm_comparison). A warm start is reused when its
+// directory exists: <key> hashes every option it depends on.
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -34,11 +41,36 @@
 #include <utility>
 #include <vector>
 
-#include "curves.hpp"
-#include "options.hpp"
-#include "training.hpp"
+#define GRPO_TRAIN_NO_MAIN
+#include "train_grpo.cpp"
 
 namespace grpo {
+
+/// Mean of y over runs at each x of the first run (runs of one arm share their steps).
+inline std::vector<double> mean_over_runs(const std::vector<const std::vector<double>*>& ys) {
+  std::vector<double> out(ys.empty() ? 0 : ys.front()->size(), 0.0);
+  for (const auto* y : ys)
+    for (std::size_t i = 0; i < out.size() && i < y->size(); ++i) out[i] += (*y)[i] / double(ys.size());
+  return out;
+}
+
+/// arms: arm name -> its runs' curves (one per seed). Title names the task.
+inline void write_arm_comparison(const std::map<std::string, std::vector<run_curves>>& arms, const std::string& title,
+                                 const std::string& png_path) {
+  std::vector<plot::chart> charts(3);
+  charts[0] = {title + ": held-out greedy pass@1", "step", "accuracy", {}, 0.0, {}};
+  charts[1] = {title + ": held-out avg@k", "step", "accuracy", {}, 0.0, {}};
+  charts[2] = {title + ": training reward, 20-step mean", "step", "reward", {}, 0.0, {}};
+  for (const auto& [arm, runs] : arms) {
+    if (runs.empty()) continue;
+    std::vector<const std::vector<double>*> greedy, sampled, reward;
+    for (const auto& r : runs) greedy.push_back(&r.greedy), sampled.push_back(&r.sampled), reward.push_back(&r.reward);
+    charts[0].lines.push_back({arm, runs.front().eval_step, mean_over_runs(greedy)});
+    charts[1].lines.push_back({arm, runs.front().eval_step, mean_over_runs(sampled)});
+    charts[2].lines.push_back({arm, runs.front().step, moving_mean(mean_over_runs(reward), 20)});
+  }
+  plot::write_png(png_path, charts, 3, 1500, 500);
+}
 
 /// Mean and 95 % interval half-width of a sample (half-width NaN for fewer than two values).
 struct interval {
@@ -83,7 +115,7 @@ inline std::string warm_start_key(const trainer_options& opt) {
                    std::to_string(opt.d_model) + "x" + std::to_string(opt.n_layers) + "x" + std::to_string(opt.n_heads) +
                    "/" + std::to_string(opt.n_kv_heads) + "/" + std::to_string(opt.sft_steps) + "/" +
                    std::to_string(opt.sft_batch) + "/" + std::to_string(opt.sft_lr) + "/" +
-                   std::to_string(opt.sft_warmup) + "/" + std::to_string(opt.threads) + "/" + opt.device;
+                   std::to_string(opt.sft_warmup) + "/" + std::to_string(opt.threads) + "/" + name_of(device_names, opt.device);
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(fnv1a(key)));
   return hex;
@@ -292,3 +324,34 @@ inline std::string run_experiments(const trainer_options& base, const experiment
 }
 
 }  // namespace grpo
+
+#ifndef GRPO_EXPERIMENTS_NO_MAIN
+int main(int argc, char** argv) {
+  grpo::ensure_passive_openmp(argv);
+  grpo::keep_freed_memory();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one progress line at a time, also into a file or a pipe
+  grpo::trainer_options opt;
+  opt.out_dir = "runs/experiments";
+  grpo::experiment_plan plan;
+  CLI::App app{"rhythm's experiment runner: arms x seeds x tasks of the reference GRPO trainer"};
+  grpo::add_trainer_options(app, opt);
+  app.add_option("--tasks", plan.tasks, "tasks")->delimiter(',')->capture_default_str()
+      ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain", "rule"}));
+  app.add_option("--arms", plan.arms, "--shaping names, each optionally with +bottom_q (the ablation); grpo is the "
+                                      "baseline of the paired difference")
+      ->delimiter(',')->capture_default_str();
+  app.add_option("--seeds", plan.seeds, "seeds")->delimiter(',')->capture_default_str();
+  app.add_option("--jobs", plan.jobs, "runs at once, each in its own process")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const auto start = std::chrono::steady_clock::now();
+    const auto table = grpo::run_experiments(opt, plan);
+    std::printf("\n%s\nin %.0f s; table, per-run numbers and curves under %s\n", table.c_str(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), opt.out_dir.c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "grpo_experiments: %s\n", e.what());
+    return 1;
+  }
+}
+#endif  // GRPO_EXPERIMENTS_NO_MAIN
