@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include <rhythm/cpu/qk_signals.hpp>
 #include <rhythm/rhythm.hpp>
 
 #include "common.hpp"
@@ -83,7 +84,7 @@ std::int64_t rhythm_qk_analytic_bytes(std::int64_t B, std::int64_t H, std::int64
   const std::int64_t workers = std::max<std::int64_t>(1, std::min<std::int64_t>(threads, B * H));
   const std::int64_t results =
       4 * (B * H + 2 * B * H * N) + static_cast<std::int64_t>(sizeof(rhythm::value_error)) * B * H;
-  const std::int64_t scratch = 4 * (32 * d + 64 * d + 32 * 64 + N) + 8 * N;
+  const std::int64_t scratch = 4 * (32 * d + d * (N + 64) + 32 * 64 + N) + 8 * (N + 64);  // qk_scratch
   return results + (workers + 1) * scratch;
 }
 
@@ -117,6 +118,20 @@ void bm_rhythm_qk(benchmark::State& st, std::int64_t n) {
     benchmark::ClobberMemory();
   }
   set_memory_counters(st, m);
+}
+
+// The Q/K kernel forced onto one instruction set (rhythm::cpu::force_kernel_isa), f32: the sets compared
+// in one run. Skipped when this CPU lacks the set.
+void bm_rhythm_qk_isa(benchmark::State& st, std::int64_t n, rhythm::cpu::kernel_isa isa) {
+  if (!rhythm::cpu::force_kernel_isa(isa)) return st.SkipWithError("this CPU lacks the instruction set");
+  qk_problem<float> p(make_q(n), make_k(n), kBatch, kHeads, kHeads, n, kHeadDim, bench_segment(n));
+  p.run(kThreads);  // warm-up
+  for (auto _ : st) {
+    p.run(kThreads);
+    benchmark::DoNotOptimize(p.span.data());
+    benchmark::ClobberMemory();
+  }
+  rhythm::cpu::force_kernel_isa(std::nullopt);
 }
 
 void bm_naive_qk(benchmark::State& st, std::int64_t n, bool bf16) {
@@ -202,6 +217,15 @@ void register_qk_benchmarks() {
         ->MinTime(0.5)
         ->Repetitions(3);
   }
+  for (const auto& [name, isa] : {std::pair{"baseline", rhythm::cpu::kernel_isa::baseline},
+                                  std::pair{"avx2", rhythm::cpu::kernel_isa::avx2},
+                                  std::pair{"avx512", rhythm::cpu::kernel_isa::avx512}})
+    benchmark::RegisterBenchmark((std::string("qk_f32_isa/") + name + "/" + std::to_string(kLengths.back())).c_str(),
+                                 bm_rhythm_qk_isa, kLengths.back(), isa)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(0.5)
+        ->Repetitions(3);
   const std::string sn = std::to_string(kBf16Length);
   benchmark::RegisterBenchmark(("qk_bf16/rhythm_par2/" + sn).c_str(), bm_rhythm_qk<rhythm::bfloat16>, kBf16Length)
       ->UseRealTime()
