@@ -122,12 +122,18 @@ void bm_rhythm_qk(benchmark::State& st, std::int64_t n) {
 
 // The Q/K kernel forced onto one instruction set (rhythm::cpu::force_kernel_isa), f32: the sets compared
 // in one run. Skipped when this CPU lacks the set.
-void bm_rhythm_qk_isa(benchmark::State& st, std::int64_t n, rhythm::cpu::kernel_isa isa) {
+// `trainer`: the reference trainer's shape instead, one thread: the signal rows of a GRPO step (64 of its
+// 16 x 8 rollouts), both layers' 4 query heads over 2 kv heads per layer, N = 110 (27-token prompts), d = 16.
+void bm_rhythm_qk_isa(benchmark::State& st, std::int64_t n, rhythm::cpu::kernel_isa isa, bool trainer) {
   if (!rhythm::cpu::force_kernel_isa(isa)) return st.SkipWithError("this CPU lacks the instruction set");
-  qk_problem<float> p(make_q(n), make_k(n), kBatch, kHeads, kHeads, n, kHeadDim, bench_segment(n));
-  p.run(kThreads);  // warm-up
+  const std::int64_t B = trainer ? 64 : kBatch, H = kHeads, Hkv = trainer ? 4 : kHeads, N = trainer ? 110 : n,
+                     d = trainer ? 16 : kHeadDim;
+  const int threads = trainer ? 1 : kThreads;
+  qk_problem<float> p(random_normal(std::size_t(B * H * N * d), 1), random_normal(std::size_t(B * Hkv * N * d), 2), B, H, Hkv, N, d,
+                      trainer ? rhythm::segment{0, 27, N} : bench_segment(N));
+  p.run(threads);  // warm-up
   for (auto _ : st) {
-    p.run(kThreads);
+    p.run(threads);
     benchmark::DoNotOptimize(p.span.data());
     benchmark::ClobberMemory();
   }
@@ -220,12 +226,15 @@ void register_qk_benchmarks() {
   for (const auto& [name, isa] : {std::pair{"baseline", rhythm::cpu::kernel_isa::baseline},
                                   std::pair{"avx2", rhythm::cpu::kernel_isa::avx2},
                                   std::pair{"avx512", rhythm::cpu::kernel_isa::avx512}})
-    benchmark::RegisterBenchmark((std::string("qk_f32_isa/") + name + "/" + std::to_string(kLengths.back())).c_str(),
-                                 bm_rhythm_qk_isa, kLengths.back(), isa)
-        ->UseRealTime()
-        ->Unit(benchmark::kMillisecond)
-        ->MinTime(0.5)
-        ->Repetitions(3);
+    for (const bool trainer : {false, true})
+      benchmark::RegisterBenchmark((std::string(trainer ? "qk_f32_isa/trainer_shape/" : "qk_f32_isa/") + name +
+                                    (trainer ? "" : "/" + std::to_string(kLengths.back())))
+                                       .c_str(),
+                                   bm_rhythm_qk_isa, kLengths.back(), isa, trainer)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond)
+          ->MinTime(0.5)
+          ->Repetitions(3);
   const std::string sn = std::to_string(kBf16Length);
   benchmark::RegisterBenchmark(("qk_bf16/rhythm_par2/" + sn).c_str(), bm_rhythm_qk<rhythm::bfloat16>, kBf16Length)
       ->UseRealTime()

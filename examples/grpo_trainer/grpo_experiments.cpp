@@ -327,9 +327,7 @@ inline std::string run_experiments(const trainer_options& base, const experiment
 
 #ifndef GRPO_EXPERIMENTS_NO_MAIN
 int main(int argc, char** argv) {
-  grpo::ensure_passive_openmp(argv);
-  grpo::keep_freed_memory();
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one progress line at a time, also into a file or a pipe
+  grpo::start_program(argv);
   grpo::trainer_options opt;
   opt.out_dir = "runs/experiments";
   grpo::experiment_plan plan;

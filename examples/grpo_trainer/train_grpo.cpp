@@ -1014,6 +1014,15 @@ inline void write_run_curves(const std::string& metrics_path, const std::string&
 // ====================================================================================================
 // 6. The run
 // ====================================================================================================
+/// What the trainer's programs do first: OpenMP threads that sleep when idle (ensure_passive_openmp),
+/// freed memory kept for reuse (keep_freed_memory), and stdout line-buffered, so that progress lines come
+/// one at a time also into a file or a pipe.
+inline void start_program(char** argv) {
+  ensure_passive_openmp(argv);
+  keep_freed_memory();
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+}
+
 /// What a run measured (the runner's table reads it).
 struct run_summary {
   std::vector<std::pair<std::int64_t, eval_result>> evals;  ///< (step, result), step 0 = after the warm start
@@ -1158,9 +1167,7 @@ inline run_summary run_training(const trainer_options& opt, const task* task_ove
 // ====================================================================================================
 #ifndef GRPO_TRAIN_NO_MAIN
 int main(int argc, char** argv) {
-  grpo::ensure_passive_openmp(argv);
-  grpo::keep_freed_memory();
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // one progress line at a time, also into a file or a pipe
+  grpo::start_program(argv);
   grpo::trainer_options opt;
   CLI::App app{"rhythm's reference GRPO trainer: warm start, GRPO with rhythm's credit assignment, evaluation"};
   grpo::add_trainer_options(app, opt);
