@@ -26,8 +26,9 @@
 #include "maps_signals.hpp"
 #include "parallel.hpp"
 
-/// Whether the Q/K kernel is also compiled for AVX2 and AVX-512 (x86-64 with GCC; not under nvcc).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)
+/// Whether the Q/K kernel is also compiled for AVX2 and AVX-512: x86-64 with GCC, nvcc's host pass included
+/// (host code goes to GCC there), so that every translation unit of a program sees the same definitions.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__CUDA_ARCH__)
 #define RHYTHM_CPU_MULTI_ISA 1
 #else
 #define RHYTHM_CPU_MULTI_ISA 0
@@ -189,3 +190,5 @@ void qk_head_signals(int threads, const qk_signal_args<T, host_space>& a) {
 }
 
 }  // namespace rhythm::cpu
+
+#undef RHYTHM_CPU_MULTI_ISA
