@@ -124,8 +124,10 @@ struct rollout_batch {
   ::torch::Tensor entropy;  ///< [R, P + M] float32: entropy (nats) of the distribution each response
                             ///< token was drawn from; 0 elsewhere
   /// With sampling_options::capture_layers: Q [R, L*Hq, P + M, hd] and K [R, L*Hkv, P + M, hd] of those layers,
-  /// stacked as forward_with_qk stacks them and equal to its output on `tokens` up to float rounding (the
-  /// attention pass, recorded while decoding instead of run again). Undefined otherwise.
+  /// stacked as forward_with_qk stacks them and equal to its output on `tokens` up to float rounding at
+  /// every position a row was decoding (the attention pass, recorded while decoding instead of run
+  /// again); zero after a row left the cache. Views of time-major storage (qk_recorder), not contiguous.
+  /// Undefined otherwise.
   ::torch::Tensor q, k;
   double recording_seconds = 0.0;  ///< time spent recording Q and K (copies and the last tokens' forward);
                                    ///< exact on the CPU, launch time only on CUDA
@@ -135,24 +137,32 @@ struct rollout_batch {
 };
 
 /// Records the post-RoPE Q and K of `layers` while `sample` decodes, as forward_with_qk would give them
-/// for the finished batch: Q [R, L*Hq, capacity, hd] and K [R, L*Hkv, capacity, hd]. forward_cached fills
-/// slots() with the appended tokens' Q and K; the prompt's are copied at once (prompt), each decode step's
-/// are kept as they are (step: the batch rows of the cache rows, the column) and scattered at the end
-/// (finish: memcpy on the CPU, one index_put_ per layer and tensor elsewhere), since per-step copies cost
-/// more in op dispatch than the copying itself. `seconds` is the time spent recording.
+/// for the finished batch: Q [R, L*Hq, N, hd] and K [R, L*Hkv, N, hd], viewed (permuted) from time-major
+/// buffers [capacity, R, L*H, hd], in which a decode step's rows land in one column of R*L*H*hd floats.
+/// forward_cached fills slots() with the appended tokens' Q and K; prompt() copies the prefill's, step()
+/// a decode step's. On the CPU (float) both copy with memcpy at once, and finish() zeroes the positions
+/// no step wrote (a row's columns after it left the cache). Elsewhere the steps' tensors are kept and
+/// scattered by finish() with one index_put_ per layer and tensor into zeroed buffers, since per-step
+/// copies cost more in launches than the copying itself. `seconds` is the time spent recording.
 class qk_recorder {
  public:
   qk_recorder(const model_config& c, std::vector<std::int64_t> layers, std::int64_t rows, std::int64_t capacity,
               const ::torch::TensorOptions& options)
       : layers_(std::move(layers)), slots_(layers_.size()), steps_q_(layers_.size()), steps_k_(layers_.size()),
-        hq_(c.n_heads), hkv_(c.n_kv_heads) {
+        hq_(c.n_heads), hkv_(c.n_kv_heads),
+        on_host_(options.device().is_cpu() && options.dtype() == ::caffe2::TypeMeta::Make<float>()) {
     for (const auto l : layers_)
       if (l < 0 || l >= c.n_layers)
         throw std::out_of_range("sample: capture layer " + std::to_string(l) + " outside [0, " +
                                 std::to_string(c.n_layers) + ")");
-    const auto L = static_cast<std::int64_t>(layers_.size());
-    q_ = ::torch::zeros({rows, L * hq_, capacity, c.head_dim()}, options);
-    k_ = ::torch::zeros({rows, L * hkv_, capacity, c.head_dim()}, options);
+    timed([&] {
+      const auto L = static_cast<std::int64_t>(layers_.size());
+      auto make = [&](std::int64_t H) {
+        const std::vector<std::int64_t> shape{capacity, rows, L * H, c.head_dim()};
+        return on_host_ ? ::torch::empty(shape, options) : ::torch::zeros(shape, options);
+      };
+      q_ = make(hq_), k_ = make(hkv_);
+    });
   }
 
   const std::vector<std::int64_t>& layers() const { return layers_; }
@@ -161,9 +171,16 @@ class qk_recorder {
   /// The prefill's Q and K (every row, columns [0, P)).
   void prompt(std::int64_t P) {
     timed([&] {
-      for (std::size_t i = 0; i < layers_.size(); ++i) {
-        query_heads(i).narrow(2, 0, P).copy_(slots_[i].q);
-        key_heads(i).narrow(2, 0, P).copy_(slots_[i].k);
+      prompt_width_ = P;
+      written_.assign(static_cast<std::size_t>((q_.size(0) - P) * q_.size(1)), 0);
+      for (std::size_t i = 0; i < layers_.size(); ++i) {  // slots [R, H, P, hd] -> columns [P, R, H, hd]
+        const auto heads = std::int64_t(i);
+        if (on_host_) {
+          copy_prompt(q_, slots_[i].q, heads * hq_), copy_prompt(k_, slots_[i].k, heads * hkv_);
+        } else {
+          query_heads(i).narrow(0, 0, P).copy_(slots_[i].q.permute({2, 0, 1, 3}));
+          key_heads(i).narrow(0, 0, P).copy_(slots_[i].k.permute({2, 0, 1, 3}));
+        }
       }
     });
   }
@@ -171,27 +188,36 @@ class qk_recorder {
   /// A decode step's Q and K: cache row j holds batch row rows[j], the token at `column`.
   void step(const ::torch::Tensor& rows, std::int64_t column) {
     timed([&] {
+      if (on_host_) {
+        const std::int64_t* row = rows.data_ptr<std::int64_t>();
+        for (std::int64_t j = 0; j < rows.numel(); ++j) written_[std::size_t((column - prompt_width_) * q_.size(1) + row[j])] = 1;
+        for (std::size_t i = 0; i < layers_.size(); ++i) {
+          copy_step(q_, slots_[i].q, row, column, std::int64_t(i) * hq_);
+          copy_step(k_, slots_[i].k, row, column, std::int64_t(i) * hkv_);
+        }
+        return;
+      }
       step_rows_.push_back(rows), step_columns_.push_back(column), step_sizes_.push_back(rows.numel());
       for (std::size_t i = 0; i < layers_.size(); ++i)
         steps_q_[i].push_back(slots_[i].q.squeeze(2)), steps_k_[i].push_back(slots_[i].k.squeeze(2));
     });
   }
 
-  /// Q and K of columns [0, N): every step scattered into place.
+  /// Q and K of columns [0, N).
   std::pair<::torch::Tensor, ::torch::Tensor> finish(std::int64_t N) {
     timed([&] {
+      if (on_host_) return zero_unwritten(N);
       if (step_rows_.empty()) return;
-      if (q_.is_cpu() && q_.scalar_type() == ::torch::kFloat32) return scatter_on_host();
       const auto rows = ::torch::cat(step_rows_);
       const auto columns = ::torch::repeat_interleave(::torch::tensor(step_columns_, ::torch::kInt64),
                                                       ::torch::tensor(step_sizes_, ::torch::kInt64))
                                .to(rows.device());
-      for (std::size_t i = 0; i < layers_.size(); ++i) {  // [R, H, N, hd] seen as [R, N, H, hd]: one (row, column) per item
-        query_heads(i).transpose(1, 2).index_put_({rows, columns}, ::torch::cat(steps_q_[i]));
-        key_heads(i).transpose(1, 2).index_put_({rows, columns}, ::torch::cat(steps_k_[i]));
+      for (std::size_t i = 0; i < layers_.size(); ++i) {  // one (column, row) per item
+        query_heads(i).index_put_({columns, rows}, ::torch::cat(steps_q_[i]));
+        key_heads(i).index_put_({columns, rows}, ::torch::cat(steps_k_[i]));
       }
     });
-    return {q_.narrow(2, 0, N), k_.narrow(2, 0, N)};
+    return {q_.narrow(0, 0, N).permute({1, 2, 0, 3}), k_.narrow(0, 0, N).permute({1, 2, 0, 3})};
   }
 
   /// Runs `work` and adds its time to `seconds`.
@@ -205,37 +231,54 @@ class qk_recorder {
   double seconds = 0.0;
 
  private:
-  /// finish() on the CPU: each step's [rows, H, hd] rows copied into place with memcpy (an index_put_
-  /// over the transposed view cost 13 ms per rollout of 16 x 8 rows, this 1-2 ms).
-  void scatter_on_host() {
-    const std::int64_t cap = q_.size(2), hd = q_.size(3), L = static_cast<std::int64_t>(layers_.size());
-    auto scatter = [&](::torch::Tensor& all, const std::vector<::torch::Tensor>& steps, std::size_t i, std::int64_t H) {
-      float* out = all.data_ptr<float>();
-      const std::int64_t heads_before = std::int64_t(i) * H, all_heads = L * H;
-      for (std::size_t s = 0; s < steps.size(); ++s) {
-        const auto x = steps[s].contiguous();  // [rows, H, hd]
-        const auto rows = step_rows_[s].cpu();
-        const float* in = x.data_ptr<float>();
-        const std::int64_t* row = rows.data_ptr<std::int64_t>();
-        for (std::int64_t j = 0; j < rows.numel(); ++j)
-          for (std::int64_t h = 0; h < H; ++h)
-            std::memcpy(out + ((row[j] * all_heads + heads_before + h) * cap + step_columns_[s]) * hd,
-                        in + (j * H + h) * hd, sizeof(float) * std::size_t(hd));
-      }
-    };
-    for (std::size_t i = 0; i < layers_.size(); ++i) scatter(q_, steps_q_[i], i, hq_), scatter(k_, steps_k_[i], i, hkv_);
+  /// all[p, r, heads_before + h, :] = x[r, h, p, :] for x [R, H, P, hd] (float, on the CPU).
+  static void copy_prompt(::torch::Tensor& all, const ::torch::Tensor& slot, std::int64_t heads_before) {
+    const auto x = slot.contiguous();
+    const std::int64_t R = x.size(0), H = x.size(1), P = x.size(2), hd = x.size(3), LH = all.size(2);
+    const float* in = x.data_ptr<float>();
+    float* out = all.data_ptr<float>() + heads_before * hd;
+    for (std::int64_t p = 0; p < P; ++p)
+      for (std::int64_t r = 0; r < R; ++r)
+        for (std::int64_t h = 0; h < H; ++h)
+          std::memcpy(out + ((p * R + r) * LH + h) * hd, in + ((r * H + h) * P + p) * hd, sizeof(float) * std::size_t(hd));
   }
 
-  ::torch::Tensor query_heads(std::size_t i) { return q_.narrow(1, std::int64_t(i) * hq_, hq_); }
-  ::torch::Tensor key_heads(std::size_t i) { return k_.narrow(1, std::int64_t(i) * hkv_, hkv_); }
+  /// all[column, row[j], heads_before + h, :] = x[j, h, 0, :] for x [rows, H, 1, hd] (float, on the CPU).
+  static void copy_step(::torch::Tensor& all, const ::torch::Tensor& slot, const std::int64_t* row, std::int64_t column,
+                        std::int64_t heads_before) {
+    const auto x = slot.contiguous();
+    const std::int64_t R = all.size(1), per_row = all.size(2) * all.size(3), H_hd = x.size(1) * x.size(3);
+    const float* in = x.data_ptr<float>();
+    float* out = all.data_ptr<float>() + column * R * per_row + heads_before * all.size(3);
+    for (std::int64_t j = 0; j < x.size(0); ++j)
+      std::memcpy(out + row[j] * per_row, in + j * H_hd, sizeof(float) * std::size_t(H_hd));
+  }
+
+  /// Zeroes the (column, row) pairs of columns [P, N) that no step wrote, in Q and K.
+  void zero_unwritten(std::int64_t N) {
+    const std::int64_t R = q_.size(1), P = prompt_width_;
+    for (auto* all : {&q_, &k_}) {
+      const std::int64_t per_row = all->size(2) * all->size(3);
+      float* out = all->data_ptr<float>();
+      for (std::int64_t c = P; c < N; ++c)
+        for (std::int64_t r = 0; r < R; ++r)
+          if (!written_[std::size_t((c - P) * R + r)]) std::fill_n(out + (c * R + r) * per_row, per_row, 0.0f);
+    }
+  }
+
+  ::torch::Tensor query_heads(std::size_t i) { return q_.narrow(2, std::int64_t(i) * hq_, hq_); }
+  ::torch::Tensor key_heads(std::size_t i) { return k_.narrow(2, std::int64_t(i) * hkv_, hkv_); }
 
   std::vector<std::int64_t> layers_;
   std::vector<layer_qk> slots_;
-  ::torch::Tensor q_, k_;
-  std::vector<::torch::Tensor> step_rows_;
-  std::vector<std::int64_t> step_columns_, step_sizes_;
-  std::vector<std::vector<::torch::Tensor>> steps_q_, steps_k_;
+  ::torch::Tensor q_, k_;  ///< [capacity, R, L * H, hd]
+  std::int64_t prompt_width_ = 0;
+  std::vector<char> written_;  ///< [(capacity - P) * R]: column P + c of row r was written (on the CPU)
+  std::vector<::torch::Tensor> step_rows_;                   ///< elsewhere: each step's rows,
+  std::vector<std::int64_t> step_columns_, step_sizes_;      ///< its column and row count,
+  std::vector<std::vector<::torch::Tensor>> steps_q_, steps_k_;  ///< and its Q and K per layer
   std::int64_t hq_, hkv_;
+  bool on_host_;
 };
 
 /// Samples G responses per prompt with the KV cache, one token per step for all rows, until every

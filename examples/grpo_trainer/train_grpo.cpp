@@ -562,30 +562,32 @@ inline std::vector<std::int64_t> signal_rows(const ::torch::Tensor& rewards, con
 }
 
 /// The attention pass and rhythm's pipeline with the chosen policy, on the signal rows (the file
-/// comment); gamma = 1 and A~ = 0 on the other rows. `step` seeds the `random` policy. The recorded
-/// Q/K stay on the model's device: the credit assigner takes them from there.
+/// comment); gamma = 1 and A~ = 0 on the other rows. `step` seeds the `random` policy (its draws follow
+/// the row's index in the batch). Recorded Q/K are read in place, on the model's device: every row goes
+/// to the credit assigner, the other rows with an empty response (no work, gamma 1, A~ 0, no token in
+/// the counts, span 0 for every head, which leaves a pooled ranking as it is), so that nothing is copied.
 inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& rollouts, const ::torch::Tensor& rewards,
                                        const trainer_options& opt, const std::vector<std::int64_t>& layers,
                                        rhythm::torch::credit_assigner& credit, std::int64_t step, double& t_attention) {
   const auto device = model->embedding->weight.device();
   const std::int64_t R = rollouts.rows(), N = rollouts.tokens.size(1);
-  credit_assignment full{::torch::ones({R, N}), ::torch::zeros({R, N}), {}};
   const auto rows = signal_rows(rewards, rollouts.group_ids);
   t_attention = 0.0;
-  if (rows.empty()) return full;
-  const auto index = ::torch::tensor(rows, ::torch::kInt64);
-  std::vector<rhythm::segment> segments;
-  for (const auto r : rows) segments.push_back(rollouts.segments[static_cast<std::size_t>(r)]);
+  if (rows.empty()) return {::torch::ones({R, N}), ::torch::zeros({R, N}), {}};
+  std::vector<rhythm::segment> segments = rollouts.segments;
+  std::vector<bool> signal(static_cast<std::size_t>(R), false);
+  for (const auto r : rows) signal[static_cast<std::size_t>(r)] = true;
+  for (std::int64_t r = 0; r < R; ++r)
+    if (!signal[static_cast<std::size_t>(r)]) segments[std::size_t(r)].end = segments[std::size_t(r)].response_begin;
 
   auto start = std::chrono::steady_clock::now();
   ::torch::Tensor q = rollouts.q, k = rollouts.k;
-  if (q.defined()) {
-    q = q.index_select(0, index.to(device)), k = k.index_select(0, index.to(device));
-  } else {
+  if (!q.defined()) {  // --attention-pass forward: a forward over the signal rows, scattered into a zero batch
     ::torch::NoGradGuard no_grad;
-    const auto tokens = rollouts.tokens.index_select(0, index.to(device));
-    auto qk = model->forward_with_qk(tokens, valid_mask(segments, N).to(device), layers);
-    q = qk.q, k = qk.k;
+    const auto index = ::torch::tensor(rows, ::torch::kInt64).to(device);
+    auto qk = model->forward_with_qk(rollouts.tokens.index_select(0, index), valid_mask(segments, N).index_select(0, index.cpu()).to(device), layers);
+    q = ::torch::zeros({R, qk.q.size(1), N, qk.q.size(3)}, qk.q.options()).index_copy_(0, index, qk.q);
+    k = ::torch::zeros({R, qk.k.size(1), N, qk.k.size(3)}, qk.k.options()).index_copy_(0, index, qk.k);
   }
   t_attention = seconds_since(start, device);
 
@@ -594,15 +596,11 @@ inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& 
   const auto out = credit({.q = q,
                            .k = k,
                            .segments = rhythm::torch::segments_tensor(segments),
-                           .rewards = rewards.index_select(0, index),
-                           .group_ids = rollouts.group_ids.index_select(0, index),
-                           .entropies = credit.policy.which == rhythm::shaping::kind::entropy
-                                            ? rollouts.entropy.index_select(0, index.to(device))
-                                            : ::torch::Tensor()});
-  full.gamma.index_copy_(0, index, out.gamma.cpu());
-  full.shaped.index_copy_(0, index, out.shaped.cpu());
-  full.diagnostics = out.diagnostics.values();
-  return full;
+                           .rewards = rewards,
+                           .group_ids = rollouts.group_ids,
+                           .entropies = credit.policy.which == rhythm::shaping::kind::entropy ? rollouts.entropy
+                                                                                              : ::torch::Tensor()});
+  return {out.gamma.cpu(), out.shaped.cpu(), out.diagnostics.values()};
 }
 
 /// PPO-clip over the rows with a nonzero advantage, shuffled, in mini-batches (one pass; the file

@@ -130,6 +130,38 @@ TEST(GrpoStep, AmplifyingPoliciesScaleTheGroupAdvantage) {
   }
 }
 
+TEST(GrpoStep, CreditOnRecordedQKEqualsTheSignalRowsAlone) {
+  // rhythm_credit reads the recorded Q/K in place, every row, with the rows of equal-reward groups given
+  // an empty response: gamma and A~ equal those of the signal rows alone, copied out, and 1 / 0 elsewhere;
+  // the separate forward (--attention-pass forward) agrees to rounding.
+  auto model = tiny_model(5);
+  auto r = sample_small(model, {0, 1});
+  r.rewards = ::torch::tensor({1.f, 0.f, 0.f, 1.f, 1.f, 1.f, 1.f, 1.f});  // group 2 has no signal
+  grpo::trainer_options opt;
+  opt.shaping = "coupled_rhythm";
+  auto assigner = grpo::credit_assigner_of(opt);
+  double t = 0;
+  const auto in_place = grpo::rhythm_credit(model, r.batch, r.rewards, opt, {0, 1}, assigner, 0, t);
+  const auto rows = ::torch::arange(4);
+  std::vector<rhythm::segment> segments(r.batch.segments.begin(), r.batch.segments.begin() + 4);
+  const auto alone = assigner({.q = r.batch.q.index_select(0, rows).contiguous(),
+                               .k = r.batch.k.index_select(0, rows).contiguous(),
+                               .segments = rhythm::torch::segments_tensor(segments),
+                               .rewards = r.rewards.narrow(0, 0, 4),
+                               .group_ids = r.batch.group_ids.narrow(0, 0, 4)});
+  EXPECT_TRUE(::torch::equal(in_place.gamma.narrow(0, 0, 4), alone.gamma));
+  EXPECT_TRUE(::torch::equal(in_place.shaped.narrow(0, 0, 4), alone.shaped));
+  EXPECT_TRUE(::torch::equal(in_place.gamma.narrow(0, 4, 4), ::torch::ones({4, r.batch.tokens.size(1)})));
+  EXPECT_TRUE(::torch::equal(in_place.shaped.narrow(0, 4, 4), ::torch::zeros({4, r.batch.tokens.size(1)})));
+  EXPECT_EQ(in_place.diagnostics.response_tokens, alone.diagnostics.values().response_tokens);
+  EXPECT_GT(in_place.diagnostics.amplified_share, 0.0);
+  opt.attention_pass = grpo::attention_pass_mode::forward;
+  auto unrecorded = r.batch;
+  unrecorded.q = unrecorded.k = ::torch::Tensor();
+  const auto forward = grpo::rhythm_credit(model, unrecorded, r.rewards, opt, {0, 1}, assigner, 0, t);
+  EXPECT_TRUE(::torch::allclose(forward.shaped, in_place.shaped, 1e-5, 1e-6));
+}
+
 TEST(Checkpoint, RoundTripAndShapeMismatch) {
   const auto dir = fresh_dir("checkpoint");
   auto model = tiny_model(4);

@@ -355,10 +355,11 @@ TEST(Sampling, AtATemperatureLogProbsAreTheTemperedPolicysInSamplingAndForwardAl
   EXPECT_LT(tempered.entropy.masked_select(response).mean().item<double>(), plain.entropy.masked_select(response).mean().item<double>());
 }
 
-TEST(Sampling, RecordedQKAndEntropyEqualAFullForward) {
-  // The attention pass recorded while decoding (sampling_options::capture_layers) equals forward_with_qk
-  // on the finished rollouts at every real position, through cache compaction and the last token.
+/// The attention pass recorded while decoding (sampling_options::capture_layers) equals forward_with_qk
+/// on the finished rollouts at every real position, through cache compaction and the last token.
+void expect_recorded_qk_equals_a_full_forward(::torch::Dtype dtype) {
   auto model = tiny_model(7);
+  model->to(dtype);
   const grpo::tokenizer tok;
   const auto prompts = grpo::encode_prompts(tok, some_prompts());
   auto opt = eight_samples(5);
@@ -375,15 +376,22 @@ TEST(Sampling, RecordedQKAndEntropyEqualAFullForward) {
   ASSERT_EQ(rollout.k.sizes(), full.k.sizes());
   const auto q_diff = max_abs_diff_where(rollout.q.transpose(1, 2), full.q.transpose(1, 2), real);
   const auto k_diff = max_abs_diff_where(rollout.k.transpose(1, 2), full.k.transpose(1, 2), real);
-  std::printf("  recorded vs full-forward Q, K: max |diff| %.2e, %.2e\n", q_diff, k_diff);
+  std::printf("  %s: recorded vs full-forward Q, K: max |diff| %.2e, %.2e\n", ::c10::toString(dtype), q_diff, k_diff);
   EXPECT_LT(q_diff, 1e-5);
   EXPECT_LT(k_diff, 1e-5);
+  EXPECT_TRUE(::torch::isfinite(rollout.q).all().item<bool>());  // positions after a row left the cache: 0
+  EXPECT_TRUE(::torch::isfinite(rollout.k).all().item<bool>());
   const auto response = rhythm::torch::response_mask(rollout.segments, N);
   const auto stats = grpo::token_statistics_of(model, rollout.tokens, rollout.segments);
   EXPECT_LT(max_abs_diff_where(rollout.entropy, stats.entropy, response), 1e-5);
   EXPECT_TRUE(rollout.entropy.masked_select(response.logical_not()).eq(0).all().item<bool>());
   opt.capture_layers = {2};
   EXPECT_THROW(grpo::sample(model, prompts, opt), std::out_of_range);
+}
+
+TEST(Sampling, RecordedQKAndEntropyEqualAFullForward) {
+  expect_recorded_qk_equals_a_full_forward(::torch::kFloat32);  // copied at once (memcpy)
+  expect_recorded_qk_equals_a_full_forward(::torch::kFloat64);  // scattered at the end, as on a device
 }
 
 }  // namespace
