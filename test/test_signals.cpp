@@ -24,6 +24,9 @@ TEST(QKKernelIsa, EverySupportedSetMatchesTheReferenceAndParMatchesSeq) {
       check_qk_against_reference<float>(2, 3, 3, 66, 65, {0, 0, 0, 1, 30, 31}, 0.5, 5, policy);     // odd d, 3 rows
       check_qk_against_reference<float>(2, 8, 2, 60, 8, {0, 0, 0, 10, 10, 100}, 1.0, 11, policy);   // GQA
       check_qk_against_reference<rhythm::bfloat16>(2, 4, 2, 80, 32, {0, 0, 0, 10, 10, 100}, 1.0, 21, policy);
+      // Segments longer than single_pass_keys take the two passes (every case above takes the single one).
+      check_qk_against_reference<float>(1, 2, 1, 2200, 16, {0, 0, 0, 10, 10, 100}, 1.0, 6, policy);
+      check_qk_against_reference<float>(1, 1, 1, 2200, 16, {0, 0, 0, 200, 0, -1}, 2.0, 7, policy);  // W > band
     }
     std::mt19937 rng(7);
     const i64 B = 3, H = 4, N = 120, d = 16;

@@ -6,8 +6,11 @@
 /// base-2 log-sum-exp, the expected key position (the row's span) and the mass at distance >= W
 /// (WAAD's clipped part). Pass 2 recomputes only the key tiles within max(W - 1, H_hi) of the
 /// diagonal, turning logits into probabilities with the saved log-sum-exp, for WAAD's near part
-/// (distances < W) and the FAI column sums (H_lo..H_hi). Scratch per worker is O(N d + tile): the
-/// keys of the head being processed, packed once; nothing of size N x N exists.
+/// (distances < W) and the FAI column sums (H_lo..H_hi). Segments of at most single_pass_keys keys
+/// take a single pass instead: a query tile's logits against all its keys are kept, so that each is
+/// computed and exponentiated once (the row's max first, then e = 2^(s - max) over the row, then the
+/// band's probabilities e / sum e). Scratch per worker is O(N d + tile + query_tile single_pass_keys):
+/// the keys of the head being processed, packed once; nothing of size N x N exists.
 #include <algorithm>
 #include <atomic>
 #include <bit>
@@ -39,17 +42,21 @@ namespace detail {
 
 inline constexpr std::int64_t query_tile = 32;
 inline constexpr std::int64_t key_tile = 64;
+inline constexpr std::int64_t single_pass_keys = 1024;  ///< longest segment that takes the single pass
 
 /// Per-worker scratch of the Q/K path: a query tile, the keys of one head transposed ([d, N + key_tile],
 /// packed once per head and read by every tile of both passes), one tile of scores, per-row log-sum-exp
-/// and the FAI column sums (N + key_tile: a tile starting near N adds zeros past it).
+/// and the FAI column sums (N + key_tile: a tile starting near N adds zeros past it); for the single
+/// pass, a query tile's scores against up to single_pass_keys keys (rows of sld).
 struct qk_scratch {
-  std::vector<float> q, kt, scores, lse2;
+  std::vector<float> q, kt, scores, lse2, row_scores;
   std::vector<double> colsum;
-  std::int64_t ld;  ///< row length of kt
+  std::int64_t ld;   ///< row length of kt
+  std::int64_t sld;  ///< row length of row_scores
   qk_scratch(std::int64_t n, std::int64_t d)
-      : q(query_tile * d), kt(d * (n + key_tile)), scores(query_tile * key_tile), lse2(n), colsum(n + key_tile),
-        ld(n + key_tile) {}
+      : q(query_tile * d), kt(d * (n + key_tile)), scores(query_tile * key_tile), lse2(n),
+        row_scores(query_tile * (std::min(n, single_pass_keys) + key_tile)), colsum(n + key_tile), ld(n + key_tile),
+        sld(std::min(n, single_pass_keys) + key_tile) {}
 };
 
 /// Loads `rows` rows of x[b, head, t0 + i, :] as float times `mul` into dst[i * d + c].
