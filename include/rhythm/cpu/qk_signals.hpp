@@ -42,12 +42,16 @@ namespace detail {
 
 inline constexpr std::int64_t query_tile = 32;
 inline constexpr std::int64_t key_tile = 64;
-inline constexpr std::int64_t single_pass_keys = 1024;  ///< longest segment that takes the single pass
+/// Longest segment that takes the single pass. At N = 4096 (rhythm_bench, [1, 8, N, 64]) the single
+/// pass took 67 ms against the two passes' 71, at 2048 15.6 against 19.3. Tests lower it to reach the
+/// two passes on small inputs; a call reads it once, when it sizes its scratch.
+inline std::atomic<std::int64_t> single_pass_keys{4096};
 
 /// Per-worker scratch of the Q/K path: a query tile, the keys of one head transposed ([d, N + key_tile],
 /// packed once per head and read by every tile of both passes), one tile of scores, per-row log-sum-exp
 /// and the FAI column sums (N + key_tile: a tile starting near N adds zeros past it); for the single
-/// pass, a query tile's scores against up to single_pass_keys keys (rows of sld).
+/// pass, a query tile's scores against up to single_pass_keys keys (rows of sld; a segment takes the
+/// single pass when its keys fit).
 struct qk_scratch {
   std::vector<float> q, kt, scores, lse2, row_scores;
   std::vector<double> colsum;
@@ -55,8 +59,8 @@ struct qk_scratch {
   std::int64_t sld;  ///< row length of row_scores
   qk_scratch(std::int64_t n, std::int64_t d)
       : q(query_tile * d), kt(d * (n + key_tile)), scores(query_tile * key_tile), lse2(n),
-        row_scores(query_tile * (std::min(n, single_pass_keys) + key_tile)), colsum(n + key_tile), ld(n + key_tile),
-        sld(std::min(n, single_pass_keys) + key_tile) {}
+        row_scores(query_tile * (std::min(n, single_pass_keys.load()) + key_tile)), colsum(n + key_tile),
+        ld(n + key_tile), sld(std::min(n, single_pass_keys.load()) + key_tile) {}
 };
 
 /// Loads `rows` rows of x[b, head, t0 + i, :] as float times `mul` into dst[i * d + c].
