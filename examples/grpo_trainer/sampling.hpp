@@ -125,8 +125,9 @@ struct rollout_batch {
                             ///< token was drawn from; 0 elsewhere
   /// With sampling_options::capture_layers: Q [R, L*Hq, P + M, hd] and K [R, L*Hkv, P + M, hd] of those layers,
   /// stacked as forward_with_qk stacks them and equal to its output on `tokens` up to float rounding at
-  /// every position a row was decoding (the attention pass, recorded while decoding instead of run
-  /// again); zero after a row left the cache. Views of time-major storage (qk_recorder), not contiguous.
+  /// every position a row was decoding, prompt included for K, response only for Q (the attention pass,
+  /// recorded while decoding instead of run again); zero elsewhere. Views of time-major storage
+  /// (qk_recorder), not contiguous.
   /// Undefined otherwise.
   ::torch::Tensor q, k;
   double recording_seconds = 0.0;  ///< time spent recording Q and K (copies and the last tokens' forward);
@@ -137,9 +138,10 @@ struct rollout_batch {
 };
 
 /// Records the post-RoPE Q and K of `layers` while `sample` decodes, as forward_with_qk would give them
-/// for the finished batch: Q [R, L*Hq, N, hd] and K [R, L*Hkv, N, hd], viewed (permuted) from time-major
+/// for the finished batch (Q at the response positions only: rhythm's queries; 0 at the prompt's):
+/// Q [R, L*Hq, N, hd] and K [R, L*Hkv, N, hd], viewed (permuted) from time-major
 /// buffers [capacity, R, L*H, hd], in which a decode step's rows land in one column of R*L*H*hd floats.
-/// forward_cached fills slots() with the appended tokens' Q and K; prompt() copies the prefill's, step()
+/// forward_cached fills slots() with the appended tokens' Q and K; prompt() copies the prefill's K, step()
 /// a decode step's. On the CPU (float) both copy with memcpy at once, and finish() zeroes the positions
 /// no step wrote (a row's columns after it left the cache). Elsewhere the steps' tensors are kept and
 /// scattered by finish() with one index_put_ per layer and tensor into zeroed buffers, since per-step
@@ -168,19 +170,16 @@ class qk_recorder {
   const std::vector<std::int64_t>& layers() const { return layers_; }
   layer_qk* slots() { return slots_.data(); }
 
-  /// The prefill's Q and K (every row, columns [0, P)).
+  /// The prefill's K (every row, columns [0, P)); its Q is not kept (rhythm's queries are the response
+  /// tokens), those columns of Q are zero.
   void prompt(std::int64_t P) {
     timed([&] {
       prompt_width_ = P;
       written_.assign(static_cast<std::size_t>((q_.size(0) - P) * q_.size(1)), 0);
+      if (on_host_) q_.narrow(0, 0, P).zero_();  // one contiguous block
       for (std::size_t i = 0; i < layers_.size(); ++i) {  // slots [R, H, P, hd] -> columns [P, R, H, hd]
-        const auto heads = std::int64_t(i);
-        if (on_host_) {
-          copy_prompt(q_, slots_[i].q, heads * hq_), copy_prompt(k_, slots_[i].k, heads * hkv_);
-        } else {
-          query_heads(i).narrow(0, 0, P).copy_(slots_[i].q.permute({2, 0, 1, 3}));
-          key_heads(i).narrow(0, 0, P).copy_(slots_[i].k.permute({2, 0, 1, 3}));
-        }
+        if (on_host_) copy_prompt(k_, slots_[i].k, std::int64_t(i) * hkv_);
+        else key_heads(i).narrow(0, 0, P).copy_(slots_[i].k.permute({2, 0, 1, 3}));
       }
     });
   }
@@ -233,7 +232,7 @@ class qk_recorder {
  private:
   /// all[p, r, heads_before + h, :] = x[r, h, p, :] for x [R, H, P, hd] (float, on the CPU).
   static void copy_prompt(::torch::Tensor& all, const ::torch::Tensor& slot, std::int64_t heads_before) {
-    const auto x = slot.contiguous();
+    const auto x = slot.is_contiguous() ? slot : slot.contiguous();
     const std::int64_t R = x.size(0), H = x.size(1), P = x.size(2), hd = x.size(3), LH = all.size(2);
     const float* in = x.data_ptr<float>();
     float* out = all.data_ptr<float>() + heads_before * hd;
@@ -246,7 +245,7 @@ class qk_recorder {
   /// all[column, row[j], heads_before + h, :] = x[j, h, 0, :] for x [rows, H, 1, hd] (float, on the CPU).
   static void copy_step(::torch::Tensor& all, const ::torch::Tensor& slot, const std::int64_t* row, std::int64_t column,
                         std::int64_t heads_before) {
-    const auto x = slot.contiguous();
+    const auto x = slot.is_contiguous() ? slot : slot.contiguous();  // (skips a dispatch per call)
     const std::int64_t R = all.size(1), per_row = all.size(2) * all.size(3), H_hd = x.size(1) * x.size(3);
     const float* in = x.data_ptr<float>();
     float* out = all.data_ptr<float>() + column * R * per_row + heads_before * all.size(3);

@@ -356,7 +356,8 @@ TEST(Sampling, AtATemperatureLogProbsAreTheTemperedPolicysInSamplingAndForwardAl
 }
 
 /// The attention pass recorded while decoding (sampling_options::capture_layers) equals forward_with_qk
-/// on the finished rollouts at every real position, through cache compaction and the last token.
+/// on the finished rollouts at every real position (Q: every response position; 0 on the prompt),
+/// through cache compaction and the last token.
 void expect_recorded_qk_equals_a_full_forward(::torch::Dtype dtype) {
   auto model = tiny_model(7);
   model->to(dtype);
@@ -374,14 +375,16 @@ void expect_recorded_qk_equals_a_full_forward(::torch::Dtype dtype) {
   const auto full = model->forward_with_qk(rollout.tokens, real, {1, 0});
   ASSERT_EQ(rollout.q.sizes(), full.q.sizes());
   ASSERT_EQ(rollout.k.sizes(), full.k.sizes());
-  const auto q_diff = max_abs_diff_where(rollout.q.transpose(1, 2), full.q.transpose(1, 2), real);
+  const auto response = rhythm::torch::response_mask(rollout.segments, N);
+  const auto q_diff = max_abs_diff_where(rollout.q.transpose(1, 2), full.q.transpose(1, 2), response);
   const auto k_diff = max_abs_diff_where(rollout.k.transpose(1, 2), full.k.transpose(1, 2), real);
+  const auto P = rollout.prompt_width;
+  EXPECT_TRUE(rollout.q.narrow(2, 0, P).eq(0).all().item<bool>());  // the prompt's queries are not kept
   std::printf("  %s: recorded vs full-forward Q, K: max |diff| %.2e, %.2e\n", ::c10::toString(dtype), q_diff, k_diff);
   EXPECT_LT(q_diff, 1e-5);
   EXPECT_LT(k_diff, 1e-5);
   EXPECT_TRUE(::torch::isfinite(rollout.q).all().item<bool>());  // positions after a row left the cache: 0
   EXPECT_TRUE(::torch::isfinite(rollout.k).all().item<bool>());
-  const auto response = rhythm::torch::response_mask(rollout.segments, N);
   const auto stats = grpo::token_statistics_of(model, rollout.tokens, rollout.segments);
   EXPECT_LT(max_abs_diff_where(rollout.entropy, stats.entropy, response), 1e-5);
   EXPECT_TRUE(rollout.entropy.masked_select(response.logical_not()).eq(0).all().item<bool>());

@@ -21,7 +21,5 @@ namespace rhythm::cpu::simd {
 #undef RHYTHM_SIMD_WIDTH
 
 typedef pack f4;
-typedef ipack i4;
-typedef upack u4;
 
 }  // namespace rhythm::cpu::simd
