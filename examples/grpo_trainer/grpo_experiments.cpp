@@ -13,7 +13,8 @@
 // split; a second table gives the rhythm statistics of the warm starts' and every arm's final greedy
 // traces (FAI peaks following WAAD peaks against a shuffled baseline). An arm is a --shaping name, or
 // one with "+bottom_q" (arm_options). All warm starts run first, then all arms; `jobs` of them at once
-// (run_all), each in a child process.
+// (run_all), each in a child process. Fewer warm starts than jobs share the idle jobs' threads (the
+// demo's one warm start runs on both cores with --jobs 2 --threads 1).
 //
 // Files under --out: <task>/seed<s>/warm_start_<key>/ and <task>/seed<s>/<arm>/ (each run's files, see
 // train_grpo.cpp, and log.txt with its output when jobs > 1), results.md (the table), results.json
@@ -227,8 +228,14 @@ inline std::string run_experiments(const trainer_options& base, const experiment
     opt.task = task, opt.seed = seed;
     return opt;
   };
+  const auto warm_starts = static_cast<int>(plan.tasks.size() * plan.seeds.size());
+  auto warm_options = [&](const std::string& task, std::uint64_t seed) {
+    auto opt = seed_options(task, seed);
+    opt.threads *= std::max(1, plan.jobs / std::max(1, warm_starts));
+    return opt;
+  };
   auto warm_dir = [&](const std::string& task, std::uint64_t seed) {
-    return seed_dir(task, seed) / ("warm_start_" + warm_start_key(seed_options(task, seed)));
+    return seed_dir(task, seed) / ("warm_start_" + warm_start_key(warm_options(task, seed)));
   };
   auto label = [](const std::string& task, std::uint64_t seed, const std::string& what) {
     return task + ", seed " + std::to_string(seed) + ": " + what;
@@ -239,7 +246,7 @@ inline std::string run_experiments(const trainer_options& base, const experiment
   for (const auto& task : plan.tasks)
     for (const auto seed : plan.seeds) {
       if (!std::filesystem::exists(warm_dir(task, seed) / "warm_start.pt")) {
-        auto opt = seed_options(task, seed);
+        auto opt = warm_options(task, seed);
         opt.rl_steps = 0, opt.out_dir = warm_dir(task, seed).string();
         warm_runs.emplace_back(label(task, seed, "warm start"), opt);
       }

@@ -157,7 +157,7 @@ struct trainer_options {
   attention_pass_mode attention_pass = attention_pass_mode::capture;
 
   // Warm start (supervised, on written solutions)
-  std::int64_t sft_steps = 1500;
+  std::int64_t sft_steps = 1200;
   std::int64_t sft_batch = 64;
   double sft_lr = 3e-3;
   std::int64_t sft_warmup = 50;    ///< linear warm-up steps, then a cosine decay to sft_lr / 10

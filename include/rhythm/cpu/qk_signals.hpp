@@ -47,16 +47,17 @@ inline constexpr std::int64_t key_tile = 64;
 /// two passes on small inputs; a call reads it once, when it sizes its scratch.
 inline std::atomic<std::int64_t> single_pass_keys{4096};
 
-/// Per-worker scratch of the Q/K path: a query tile, the keys of one head transposed ([d, N + key_tile],
-/// packed once per head and read by every tile of both passes), one tile of scores, per-row log-sum-exp
-/// and the FAI column sums (N + key_tile: a tile starting near N adds zeros past it); for the single
-/// pass, a query tile's scores against up to single_pass_keys keys (rows of sld; a segment takes the
-/// single pass when its keys fit).
+/// Per-worker scratch of the Q/K path: a query tile; the keys of one kv head transposed ([d, N + key_tile],
+/// packed once per sequence and kv head, read by every tile of both passes); one tile of scores;
+/// per-row log-sum-exp; the FAI column sums (N + key_tile: a tile starting near N adds zeros past it);
+/// for the single pass, a query tile's scores against up to single_pass_keys keys (rows of sld; a
+/// segment takes the single pass when its keys fit).
 struct qk_scratch {
   std::vector<float> q, kt, scores, lse2, row_scores;
   std::vector<double> colsum;
   std::int64_t ld;   ///< row length of kt
   std::int64_t sld;  ///< row length of row_scores
+  std::int64_t packed_b = -1, packed_kvh = -1;  ///< whose keys kt holds (the query heads of a kv head share them)
   qk_scratch(std::int64_t n, std::int64_t d)
       : q(query_tile * d), kt(d * (n + key_tile)), scores(query_tile * key_tile), lse2(n),
         row_scores(query_tile * (std::min(n, single_pass_keys.load()) + key_tile)), colsum(n + key_tile),
