@@ -47,21 +47,32 @@ inline constexpr std::int64_t key_tile = 64;
 /// two passes on small inputs; a call reads it once, when it sizes its scratch.
 inline std::atomic<std::int64_t> single_pass_keys{4096};
 
+/// The single pass runs with its vector lanes across query rows (one row per lane, logits against one key
+/// per pack) when d <= row_lane_depth and the segment has at most row_lane_keys keys (and fits the single
+/// pass): short rows and small heads, where lanes across keys would spend most of their time on partly
+/// filled key tiles and per-row reductions (the reference trainer's shape: N ~ 110, d = 16).
+inline constexpr std::int64_t row_lane_depth = 32;
+inline constexpr std::int64_t row_lane_keys = 1024;
+inline constexpr std::int64_t row_lane_block = 8;   ///< keys whose logits are computed together
+inline constexpr std::int64_t widest_pack = 16;     ///< lanes of the widest instruction set (AVX-512)
+
 /// Per-worker scratch of the Q/K path: a query tile; the keys of one kv head transposed ([d, N + key_tile],
 /// packed once per sequence and kv head, read by every tile of both passes); one tile of scores;
 /// per-row log-sum-exp; the FAI column sums (N + key_tile: a tile starting near N adds zeros past it);
 /// for the single pass, a query tile's scores against up to single_pass_keys keys (rows of sld; a
-/// segment takes the single pass when its keys fit).
+/// segment takes the single pass when its keys fit), which the row-lane pass uses as [key][lane], and
+/// its FAI sums per key and lane (lane_colsum).
 struct qk_scratch {
-  std::vector<float> q, kt, scores, lse2, row_scores;
+  std::vector<float> q, kt, scores, lse2, row_scores, lane_colsum;
   std::vector<double> colsum;
   std::int64_t ld;   ///< row length of kt
   std::int64_t sld;  ///< row length of row_scores
   std::int64_t packed_b = -1, packed_kvh = -1;  ///< whose keys kt holds (the query heads of a kv head share them)
   qk_scratch(std::int64_t n, std::int64_t d)
       : q(query_tile * d), kt(d * (n + key_tile)), scores(query_tile * key_tile), lse2(n),
-        row_scores(query_tile * (std::min(n, single_pass_keys.load()) + key_tile)), colsum(n + key_tile),
-        ld(n + key_tile), sld(std::min(n, single_pass_keys.load()) + key_tile) {}
+        row_scores(query_tile * (std::min(n, single_pass_keys.load()) + key_tile)),
+        lane_colsum(d <= row_lane_depth ? (std::min(n, row_lane_keys) + row_lane_block) * widest_pack : 0),
+        colsum(n + key_tile), ld(n + key_tile), sld(std::min(n, single_pass_keys.load()) + key_tile) {}
 };
 
 /// Loads `rows` rows of x[b, head, t0 + i, :] as float times `mul` into dst[i * d + c].
@@ -178,8 +189,9 @@ namespace isa_avx512 {
 }  // namespace detail
 
 /// Span, WAAD and FAI of every (sequence, query head) from Q [B,Hq,N,d] and K [B,Hkv,N,d].
-/// Work: N^2/2 d multiply-adds per head for pass 1 plus N max(W, H_hi) d for pass 2, on the widest
-/// vector unit the CPU has (active_kernel_isa).
+/// Work per head: N^2/2 d multiply-adds and N^2/2 exponentials in the single pass (segments of up to
+/// single_pass_keys keys); beyond, N^2/2 d for pass 1 plus N max(W, H_hi) d for pass 2, exponentials
+/// alike. On the widest vector unit the CPU has (active_kernel_isa).
 template <class T>
 void qk_head_signals(int threads, const qk_signal_args<T, host_space>& a) {
   using namespace detail;
