@@ -157,7 +157,7 @@ struct trainer_options {
   attention_pass_mode attention_pass = attention_pass_mode::capture;
 
   // Warm start (supervised, on written solutions)
-  std::int64_t sft_steps = 1200;
+  std::int64_t sft_steps = 1500;
   std::int64_t sft_batch = 64;
   double sft_lr = 3e-3;
   std::int64_t sft_warmup = 50;    ///< linear warm-up steps, then a cosine decay to sft_lr / 10
@@ -197,17 +197,36 @@ struct trainer_options {
   std::string resume;              ///< a checkpoint file to continue exactly from
 };
 
+/// CLI11 validator: a finite number. CLI11's ranges only compare, so NaN passes every one of them; Inf
+/// passes the open ones. (Input that is no number at all is left to the option's conversion error.)
+inline const CLI::Validator finite_number(
+    [](std::string& input) -> std::string {
+      double value = 0;
+      if (!CLI::detail::lexical_cast(input, value) || std::isfinite(value)) return "";
+      return "expected a finite number, got " + input;
+    },
+    "FINITE");
+
+/// CLI11 validator: no minus sign (an unsigned option would read "-1" as 2^64 - 1).
+inline const CLI::Validator unsigned_number(
+    [](std::string& input) -> std::string {
+      return input.find('-') == std::string::npos ? "" : "expected a non-negative integer, got " + input;
+    },
+    "UNSIGNED");
+
 /// Registers every field of `opt` as a flag of `app` (range checks by CLI11, which names the flag).
+/// Every floating-point flag must be finite.
 inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
-  const auto positive = CLI::PositiveNumber;
-  const auto non_negative = CLI::NonNegativeNumber;
-  const auto share = CLI::Range(0.0, 1.0);
+  const auto positive = CLI::PositiveNumber & finite_number;
+  const auto non_negative = CLI::NonNegativeNumber & finite_number;
+  const auto share = CLI::Range(0.0, 1.0) & finite_number;
   const std::vector<std::string> kinds = shaping_choices();
 
   app.add_option("--task", opt.task, "countdown, arithmetic, planning, chain or rule")->capture_default_str()
       ->check(CLI::IsMember({"countdown", "arithmetic", "planning", "chain", "rule"}));
   app.add_option("--level", opt.level, "task difficulty level")->capture_default_str()->check(CLI::Range(0, 2));
-  app.add_option("--seed", opt.seed, "seed of problems, weights and sampling")->capture_default_str();
+  app.add_option("--seed", opt.seed, "seed of problems, weights and sampling")->capture_default_str()
+      ->check(unsigned_number);
   add_choice_option(app, "--device", opt.device, device_names, "cpu, cuda or auto");
   app.add_option("--threads", opt.threads, "CPU threads")->capture_default_str()->check(CLI::Range(1, 1024));
   app.add_option("--out", opt.out_dir, "output directory (metrics, plots, checkpoints)")->capture_default_str();
@@ -235,7 +254,7 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
   app.add_option("--group", opt.group, "samples per problem (G)")->capture_default_str()->check(CLI::Range(2, 1 << 16));
   app.add_option("--max-new-tokens", opt.max_new_tokens, "longest response")->capture_default_str()->check(positive);
   app.add_option("--temperature", opt.temperature, "rollout temperature (the PPO policy is softmax(logits / T))")
-      ->capture_default_str()->check(CLI::Range(0.05, 10.0));
+      ->capture_default_str()->check(CLI::Range(0.05, 10.0) & finite_number);
   app.add_option("--minibatches", opt.minibatches, "PPO mini-batches per step")->capture_default_str()->check(positive);
   app.add_option("--lr", opt.rl_lr, "GRPO learning rate (AdamW)")->capture_default_str()->check(positive);
   app.add_option("--weight-decay", opt.weight_decay, "AdamW weight decay")->capture_default_str()->check(non_negative);
@@ -250,14 +269,17 @@ inline void add_trainer_options(CLI::App& app, trainer_options& opt) {
       ->capture_default_str()->check(CLI::IsMember(kinds));
   add_choice_option(app, "--sign", opt.sign, sign_names, "which advantages are shaped: both, positive, negative");
   app.add_flag("--bottom-q", opt.bottom_q, "ablation: bottom-q token sets instead of top-q");
-  app.add_option("--q", opt.q, "share of tokens selected")->capture_default_str()->check(CLI::Range(1e-9, 1.0));
-  app.add_option("--gamma-amp", opt.gamma_amp, "amplification")->capture_default_str()->check(CLI::Range(1.0, 1e6));
+  app.add_option("--q", opt.q, "share of tokens selected")->capture_default_str()
+      ->check(CLI::Range(1e-9, 1.0) & finite_number);
+  app.add_option("--gamma-amp", opt.gamma_amp, "amplification")->capture_default_str()
+      ->check(CLI::Range(1.0, 1e6) & finite_number);
   app.add_option("--alpha", opt.alpha, "coupling share moved to intro tokens")->capture_default_str()->check(share);
-  app.add_option("--window", opt.window, "WAAD window W")->capture_default_str()->check(positive);
+  app.add_option("--window", opt.window, "WAAD window W")->capture_default_str()
+      ->check(CLI::Range(std::int64_t{1}, max_sequence_length));
   app.add_option("--horizon-lo", opt.horizon_lo, "FAI horizon H_lo")->capture_default_str()->check(non_negative);
   app.add_option("--horizon-hi", opt.horizon_hi, "FAI horizon H_hi")->capture_default_str()->check(non_negative);
   app.add_option("--head-fraction", opt.head_fraction, "share of heads per group")->capture_default_str()
-      ->check(CLI::Range(1e-9, 1.0));
+      ->check(CLI::Range(1e-9, 1.0) & finite_number);
   app.add_flag("--pooled-groups", opt.pooled_groups, "rank heads over the step's signal rows instead of per sequence");
   app.add_option("--dominance-window", opt.dominance_window, "k: an anchor looks back at the jumps of [t-k, t-1]")
       ->capture_default_str()->check(positive);

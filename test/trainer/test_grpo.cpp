@@ -341,11 +341,27 @@ TEST(Options, BadFlagsGiveClearErrors) {
       {{"--attention-pass", "maps"}, "--attention-pass"},
       {{"--dominance-threshold", "mean"}, "--dominance-threshold"},
       {{"--gamma-floor", "-1"}, "--gamma-floor"},
+      // NaN passes CLI11's ranges (they only compare) and Inf its open ones: every float flag says so.
+      {{"--lr", "nan"}, "--lr"},
+      {{"--sft-lr", "inf"}, "--sft-lr"},
+      {{"--temperature", "nan"}, "--temperature"},
+      {{"--weight-decay", "inf"}, "--weight-decay"},
+      {{"--clip-epsilon", "nan"}, "--clip-epsilon"},
+      {{"--clip-epsilon-high", "inf"}, "--clip-epsilon-high"},
+      {{"--grad-clip", "nan"}, "--grad-clip"},
+      {{"--q", "nan"}, "--q"},
+      {{"--gamma-amp", "nan"}, "--gamma-amp"},
+      {{"--alpha", "nan"}, "--alpha"},
+      {{"--head-fraction", "nan"}, "--head-fraction"},
+      {{"--gamma-floor", "inf"}, "--gamma-floor"},
+      {{"--seed", "-1"}, "--seed"},                  // would wrap to 2^64 - 1
+      {{"--window", "1000000000000"}, "--window"},  // was clamped to the sequence
   };
   for (const auto& [args, flag] : cases) {
     const auto message = flag_error(args);
-    EXPECT_NE(message.find(flag), std::string::npos) << args[0] << ": '" << message << "'";
+    EXPECT_NE(message.find(flag), std::string::npos) << args[0] << " " << args[1] << ": '" << message << "'";
   }
+  EXPECT_EQ(flag_error({"--lr", "1e-4", "--seed", "18446744073709551615", "--window", "1024"}), "");
   EXPECT_THROW(grpo::check_shaping("grpo2"), std::invalid_argument);
   for (const auto* name : {"grpo", "uniform", "local_chunk", "global_anchor", "coupled_rhythm", "random", "entropy"})
     EXPECT_NO_THROW(grpo::check_shaping(name)) << name;
