@@ -29,6 +29,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include <rhythm/core/segments.hpp>
 
 #include "model.hpp"
@@ -137,6 +141,24 @@ struct rollout_batch {
   std::int64_t rows() const { return tokens.size(0); }
 };
 
+/// dst[0, n) = src[0, n), with non-temporal stores where the CPU has them and dst is 16-byte aligned
+/// (the recorded Q/K are read once, after the rollout: caching them now would only evict the model).
+/// Call stream_fence() before the data is read.
+inline void stream_copy(float* dst, const float* src, std::int64_t n) {
+#if defined(__SSE__)
+  if (reinterpret_cast<std::uintptr_t>(dst) % 16 == 0 && n % 4 == 0) {
+    for (std::int64_t i = 0; i < n; i += 4) _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    return;
+  }
+#endif
+  std::memcpy(dst, src, sizeof(float) * std::size_t(n));
+}
+inline void stream_fence() {
+#if defined(__SSE__)
+  _mm_sfence();
+#endif
+}
+
 /// Records the post-RoPE Q and K of `layers` while `sample` decodes, as forward_with_qk would give them
 /// for the finished batch (Q at the response positions only: rhythm's queries; 0 at the prompt's):
 /// Q [R, L*Hq, N, hd] and K [R, L*Hkv, N, hd], viewed (permuted) from time-major
@@ -205,7 +227,7 @@ class qk_recorder {
   /// Q and K of columns [0, N).
   std::pair<::torch::Tensor, ::torch::Tensor> finish(std::int64_t N) {
     timed([&] {
-      if (on_host_) return zero_unwritten(N);
+      if (on_host_) return stream_fence(), zero_unwritten(N);
       if (step_rows_.empty()) return;
       const auto rows = ::torch::cat(step_rows_);
       const auto columns = ::torch::repeat_interleave(::torch::tensor(step_columns_, ::torch::kInt64),
@@ -239,7 +261,7 @@ class qk_recorder {
     for (std::int64_t p = 0; p < P; ++p)
       for (std::int64_t r = 0; r < R; ++r)
         for (std::int64_t h = 0; h < H; ++h)
-          std::memcpy(out + ((p * R + r) * LH + h) * hd, in + ((r * H + h) * P + p) * hd, sizeof(float) * std::size_t(hd));
+          stream_copy(out + ((p * R + r) * LH + h) * hd, in + ((r * H + h) * P + p) * hd, hd);
   }
 
   /// all[column, row[j], heads_before + h, :] = x[j, h, 0, :] for x [rows, H, 1, hd] (float, on the CPU).
@@ -250,7 +272,7 @@ class qk_recorder {
     const float* in = x.data_ptr<float>();
     float* out = all.data_ptr<float>() + column * R * per_row + heads_before * all.size(3);
     for (std::int64_t j = 0; j < x.size(0); ++j)
-      std::memcpy(out + row[j] * per_row, in + j * H_hd, sizeof(float) * std::size_t(H_hd));
+      stream_copy(out + row[j] * per_row, in + j * H_hd, H_hd);
   }
 
   /// Zeroes the (column, row) pairs of columns [P, N) that no step wrote, in Q and K.
