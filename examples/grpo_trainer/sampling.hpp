@@ -211,7 +211,8 @@ class qk_recorder {
     timed([&] {
       if (on_host_) {
         const std::int64_t* row = rows.data_ptr<std::int64_t>();
-        for (std::int64_t j = 0; j < rows.numel(); ++j) written_[std::size_t((column - prompt_width_) * q_.size(1) + row[j])] = 1;
+        char* written = written_.data() + (column - prompt_width_) * q_.size(1);
+        for (std::int64_t j = 0; j < rows.numel(); ++j) written[row[j]] = 1;
         for (std::size_t i = 0; i < layers_.size(); ++i) {
           copy_step(q_, slots_[i].q, row, column, std::int64_t(i) * hq_);
           copy_step(k_, slots_[i].k, row, column, std::int64_t(i) * hkv_);

@@ -607,7 +607,8 @@ inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& 
   if (!q.defined()) {  // --attention-pass forward: a forward over the signal rows, scattered into a zero batch
     ::torch::NoGradGuard no_grad;
     const auto index = ::torch::tensor(rows, ::torch::kInt64).to(device);
-    auto qk = model->forward_with_qk(rollouts.tokens.index_select(0, index), valid_mask(segments, N).index_select(0, index.cpu()).to(device), layers);
+    const auto valid = valid_mask(segments, N).index_select(0, index.cpu()).to(device);
+    auto qk = model->forward_with_qk(rollouts.tokens.index_select(0, index), valid, layers);
     q = ::torch::zeros({R, qk.q.size(1), N, qk.q.size(3)}, qk.q.options()).index_copy_(0, index, qk.q);
     k = ::torch::zeros({R, qk.k.size(1), N, qk.k.size(3)}, qk.k.options()).index_copy_(0, index, qk.k);
   }
