@@ -197,8 +197,10 @@ class qk_recorder {
   void prompt(std::int64_t P) {
     timed([&] {
       prompt_width_ = P;
-      written_.assign(static_cast<std::size_t>((q_.size(0) - P) * q_.size(1)), 0);
-      if (on_host_) q_.narrow(0, 0, P).zero_();  // one contiguous block
+      if (on_host_) {
+        written_.assign(static_cast<std::size_t>((q_.size(0) - P) * q_.size(1)), 0);
+        q_.narrow(0, 0, P).zero_();  // one contiguous block
+      }
       for (std::size_t i = 0; i < layers_.size(); ++i) {  // slots [R, H, P, hd] -> columns [P, R, H, hd]
         if (on_host_) copy_prompt(k_, slots_[i].k, std::int64_t(i) * hkv_);
         else key_heads(i).narrow(0, 0, P).copy_(slots_[i].k.permute({2, 0, 1, 3}));

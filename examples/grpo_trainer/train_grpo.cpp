@@ -596,11 +596,9 @@ inline credit_assignment rhythm_credit(transformer& model, const rollout_batch& 
   const auto rows = signal_rows(rewards, rollouts.group_ids);
   t_attention = 0.0;
   if (rows.empty()) return {::torch::ones({R, N}), ::torch::zeros({R, N}), {}};
-  std::vector<rhythm::segment> segments = rollouts.segments;
-  std::vector<bool> signal(static_cast<std::size_t>(R), false);
-  for (const auto r : rows) signal[static_cast<std::size_t>(r)] = true;
-  for (std::int64_t r = 0; r < R; ++r)
-    if (!signal[static_cast<std::size_t>(r)]) segments[std::size_t(r)].end = segments[std::size_t(r)].response_begin;
+  std::vector<rhythm::segment> segments = rollouts.segments;  // responses emptied, then the signal rows' restored
+  for (auto& s : segments) s.end = s.response_begin;
+  for (const auto r : rows) segments[std::size_t(r)].end = rollouts.segments[std::size_t(r)].end;
 
   auto start = std::chrono::steady_clock::now();
   ::torch::Tensor q = rollouts.q, k = rollouts.k;
